@@ -1,0 +1,206 @@
+"""Inverse probability weighting with normalized (Hajek) weights, from moments.
+
+The estimator (Hajek 1971; Hirano, Imbens & Ridder 2003; Lunceford & Davidian 2004,
+eq. 3 "IPW2") for arm weights ``w1, w0`` of the target (:mod:`weighting`):
+
+    mu1 = sum d S w1 y / sum d S w1,   mu0 = sum (1-d) S w0 y / sum (1-d) S w0,   tau = mu1 - mu0
+
+with ``S`` the trimming indicator. Everything is a per-bucket sum at the fitted
+propensity coefficients ``b``, computed in one pass after the logistic fit:
+
+* the four totals ``T = (sum d S w1, sum d S w1 y, sum (1-d) S w0, sum (1-d) S w0 y)``;
+* their Jacobians ``dT/db`` (per bucket), which are the bread of the sandwich and the
+  linearization of the bootstrap;
+* the cross products ``sum c c'`` of the per-row base vector
+  ``c = (d S w1, d S w1 y, (1-d) S w0, (1-d) S w0 y, (d - e) x)``, since every stacked
+  estimating function is linear in ``c`` given ``(mu1, mu0)``.
+
+The SE is the M-estimation sandwich of the stacked equations ``(psi_1, psi_0, score of
+b)``, which accounts for estimating the propensity (Lunceford & Davidian 2004, sec. 3.2
+and appendix; Stefanski & Boos 2002). The bucket bootstrap refits ``b`` by a one-step
+Newton update and moves ``T`` along its per-bucket Jacobian.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from causal_core.estimators.base import BootstrapOptions, Design, Estimator, register
+from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
+from causal_core.estimators.propensity import LogisticFit, fit_logistic
+from causal_core.estimators.result_builder import make_result, replicate_weights
+from causal_core.estimators.score_quantiles import QuantileRequest, coarse_cdf, refine_quantiles
+from causal_core.estimators.weighting import (PropensityWarning, PropensityWeights, kish_ess, logit,
+                                              overlap_warnings, standardized_differences)
+from causal_core.moments.engine import unpack_symmetric
+from causal_core.moments.expr import Expr, col, lit, sigmoid
+
+ARMS = (1, 0)
+
+
+def _base_exprs(design: Design, fit: LogisticFit, pw: PropensityWeights) -> tuple[list[Expr], list[Expr]]:
+    """The totals T (4) and the per-row base vector c (4 + p) of the sandwich meat."""
+    y = col(design.outcome)
+    t = []
+    for a in ARMS:
+        aw = times(times(pw.arm(design.treatment, a), pw.keep), pw.weight(a))
+        t += [aw, times(aw, y)]
+    resid = col(design.treatment) - sigmoid(pw.eta)
+    return t, t + [times(resid, x) for x in fit.terms]
+
+
+def _main_batch(design: Design, fit: LogisticFit, pw: PropensityWeights, near_bound: float,
+                clustered: bool) -> MomentBatch:
+    """Everything the estimate, the SE, the bootstrap and the diagnostics need: one pass."""
+    y = col(design.outcome)
+    t, c = _base_exprs(design, fit, pw)
+    batch = MomentBatch()
+    batch.add("t", t)
+    jac = []
+    for a in ARMS:
+        ad = times(times(pw.arm(design.treatment, a), pw.keep), pw.dweight(a))
+        jac += [times(ad, x) for x in fit.terms] + [times(times(ad, y), x) for x in fit.terms]
+    batch.add("jac", jac)
+    if not clustered:
+        batch.add_products("cc", c)
+    covs = [col(v) for v in design.covariates]
+    lo, hi = logit(near_bound), logit(1.0 - near_bound)
+    for a in ARMS:
+        arm = pw.arm(design.treatment, a)
+        aw = times(times(arm, pw.keep), pw.weight(a))
+        batch.add(f"n{a}", arm)
+        batch.add(f"sx{a}", [times(arm, x) for x in covs])
+        batch.add(f"sxx{a}", [times(arm, x * x) for x in covs])
+        batch.add(f"w2{a}", times(aw, pw.weight(a)))
+        batch.add(f"wsx{a}", [times(aw, x) for x in covs])
+        batch.add(f"wsxx{a}", [times(aw, x * x) for x in covs])
+        batch.add(f"kept{a}", times(arm, pw.keep))
+        batch.add(f"clipped{a}", times(arm, lit(1.0) - pw.free))
+        batch.add(f"near{a}", times(arm, pw.eta.lt(lo) + pw.eta.gt(hi)))
+        batch.add(f"cdf{a}", coarse_cdf(pw.eta, arm))
+    return batch
+
+
+def hajek_sandwich(t: np.ndarray, jac: np.ndarray, cc: np.ndarray, hess: np.ndarray) -> float:
+    """Variance of mu1 - mu0 from the stacked estimating equations.
+
+    ``t`` (4,) totals, ``jac`` (4, p) their derivatives in b, ``cc`` (4+p, 4+p) the cross
+    products of the base vector, ``hess`` (p, p) the logistic information. With
+    theta = (mu1, mu0, b), the bread is G = d(sum psi)/d(theta) and the meat L cc L',
+    psi = L c; V = G^-1 L cc L' G^-T (Stefanski & Boos 2002, eq. 5).
+    """
+    p = hess.shape[0]
+    mu1, mu0 = t[1] / t[0], t[3] / t[2]
+    q = 2 + p
+    g = np.zeros((q, q))
+    g[0, 0], g[0, 2:] = -t[0], jac[1] - mu1 * jac[0]
+    g[1, 1], g[1, 2:] = -t[2], jac[3] - mu0 * jac[2]
+    g[2:, 2:] = -hess
+    el = np.zeros((q, 4 + p))
+    el[0, :2] = (-mu1, 1.0)
+    el[1, 2:4] = (-mu0, 1.0)
+    el[2:, 4:] = np.eye(p)
+    ginv_a = np.linalg.solve(g.T, np.r_[1.0, -1.0, np.zeros(p)])
+    v = el.T @ ginv_a
+    return float(v @ cc @ v)
+
+
+def hajek_replicates(weights: np.ndarray, t_buckets: np.ndarray, jac_buckets: np.ndarray,
+                     shifts: np.ndarray) -> np.ndarray:
+    """Bootstrap draws of mu1 - mu0: reweighted totals moved along their Jacobian by the
+    one-step coefficient shift (a first-order expansion of T_k(b*) around b)."""
+    tr = weights @ t_buckets + np.einsum("bmp,bp->bm", np.einsum("bk,kmp->bmp", weights, jac_buckets), shifts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return tr[:, 1] / tr[:, 0] - tr[:, 3] / tr[:, 2]
+
+
+def _arm_range(engine, pw: PropensityWeights, treatment: str, sums: BucketMoments) -> dict[str, list[float]]:
+    """The propensity range per arm, to 1/64 on the logit scale (outer bounds)."""
+    reqs = []
+    for a in ARMS:
+        n, counts = sums.total(f"n{a}"), sums.total_vector(f"cdf{a}")
+        arm = pw.arm(treatment, a)
+        reqs += [QuantileRequest(arm, n, counts, 0.0), QuantileRequest(arm, n, counts, 1.0)]
+    b = refine_quantiles(engine, pw.eta, reqs)
+    sig = lambda v: float(1.0 / (1.0 + np.exp(-v)))  # noqa: E731
+    return {"treated": [sig(b[0][0]), sig(b[1][1])], "control": [sig(b[2][0]), sig(b[3][1])]}
+
+
+def weighting_diagnostics(engine, design: Design, fit: LogisticFit, pw: PropensityWeights,
+                          sums: BucketMoments, near_bound: float) -> dict:
+    """ESS, propensity ranges, trimmed/clipped counts, balance and warnings (shared with AIPW)."""
+    tot = lambda name: np.array([np.atleast_1d(sums.total_vector(f"{name}{a}")) for a in ARMS])  # noqa: E731
+    n, wn = tot("n")[:, 0], np.array([sums.total_vector("t")[0], sums.total_vector("t")[2]])
+    before, after = standardized_differences(n, tot("sx"), tot("sxx"), wn, tot("wsx"), tot("wsxx"))
+    w2 = tot("w2")[:, 0]
+    kept, clipped, near = tot("kept")[:, 0], tot("clipped")[:, 0], tot("near")[:, 0]
+    max_after = float(np.max(np.abs(after))) if len(after) else 0.0
+    warns = overlap_warnings(float(near.sum()), float(n.sum()), near_bound, max_after)
+    for w in warns:
+        warnings.warn(w, PropensityWarning, stacklevel=3)
+    return {
+        "propensity_coefficients": dict(zip(fit.names, map(float, fit.coef))),
+        "propensity_iterations": fit.n_iter,
+        "n_treated": int(n[0]), "n_control": int(n[1]),
+        "effective_sample_size": {"treated": kish_ess(wn[0], w2[0]), "control": kish_ess(wn[1], w2[1])},
+        "propensity_range": _arm_range(engine, pw, design.treatment, sums),
+        "n_trimmed": {"treated": int(n[0] - kept[0]), "control": int(n[1] - kept[1])},
+        "n_clipped": {"treated": int(clipped[0]), "control": int(clipped[1])},
+        "n_near_bounds": int(near.sum()), "near_bound": near_bound,
+        "smd_before": dict(zip(design.covariates, map(float, before))),
+        "smd_after": dict(zip(design.covariates, map(float, after))),
+        "max_abs_smd_after": max_after, "warnings": warns,
+    }
+
+
+@register
+class IPW(Estimator):
+    """Hajek inverse probability weighting for the ATE, ATT or ATC (see module docstring).
+
+    Options: ``trim`` a in (0, 0.5) drops units with propensity outside [a, 1 - a]
+    (changes the estimand to that overlap population); ``clip`` a caps propensities into
+    [a, 1 - a] (keeps the estimand, adds bias). Default: neither — a warning names the
+    rows whose propensity is below ``near_bound`` (0.01) or above 1 - ``near_bound``.
+    """
+
+    name = "ipw"
+    strategies = frozenset({"backdoor"})
+    targets = frozenset({"ate", "att", "atc"})
+    binary_treatment = True
+
+    def __init__(self, *, trim: float | None = None, clip: float | None = None,
+                 bootstrap: BootstrapOptions = BootstrapOptions(), near_bound: float = 0.01,
+                 max_iter: int = 50, tol: float = 1e-10) -> None:
+        self.trim = trim
+        self.clip = clip
+        self.bootstrap = bootstrap
+        self.near_bound = near_bound
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def fit(self, engine, design: Design) -> IPW:
+        self.check_design(design)
+        fit = fit_logistic(engine, design.treatment, design.covariates, max_iter=self.max_iter, tol=self.tol)
+        pw = PropensityWeights.build(fit, design.target, trim=self.trim, clip=self.clip)
+        sums = _main_batch(design, fit, pw, self.near_bound, design.clustered).run(engine)
+        p = len(fit.names)
+        t = sums.total_vector("t")
+        jac_b = sums.buckets("jac").reshape(-1, 4, p)
+        if design.clustered:
+            _, c = _base_exprs(design, fit, pw)
+            cc = unpack_symmetric(engine.cluster_cross_sums(c).sum(axis=0), len(c))
+        else:
+            cc = sums.symmetric("cc", 4 + p)
+        estimate = t[1] / t[0] - t[3] / t[2]
+        se = float(np.sqrt(max(hajek_sandwich(t, jac_b.sum(axis=0), cc, fit.hessian), 0.0)))
+        w = replicate_weights(self.bootstrap, engine.n_buckets)
+        reps = None if w is None else hajek_replicates(w, sums.buckets("t"), jac_b, fit.coef_shifts(w))
+        diag = weighting_diagnostics(engine, design, fit, pw, sums, self.near_bound)
+        diag.update(trim=self.trim, clip=self.clip, weights="hajek")
+        self.propensity_ = fit
+        self.result_ = make_result(estimator=self.name, design=design, estimate=estimate, se=se,
+                                   n=int(round(sum(sums.total(f"kept{a}") for a in ARMS))),
+                                   options=self.bootstrap, replicates=reps, diagnostics=diag)
+        return self

@@ -1,0 +1,82 @@
+"""Named moment columns for one engine pass.
+
+Estimators ask for many per-bucket sums in a single ``engine.bucket_sums`` call (a pass
+over the data, DESIGN.md "The engine"). :class:`MomentBatch` collects the expressions
+under names, runs the pass, and hands back a :class:`BucketMoments` whose blocks are read
+by name, so the estimator code says ``m.total("t1")`` instead of tracking column offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from causal_core.moments.engine import unpack_symmetric
+from causal_core.moments.expr import Expr, Lit
+
+
+def times(a: Expr, b: Expr) -> Expr:
+    """``a * b`` that drops multiplications by the literal 1 (keeps expressions small)."""
+    if isinstance(a, Lit) and a.value == 1.0:
+        return b
+    if isinstance(b, Lit) and b.value == 1.0:
+        return a
+    return a * b
+
+
+class MomentBatch:
+    """An ordered set of named blocks of moment expressions, computed in one pass."""
+
+    def __init__(self) -> None:
+        self._exprs: list[Expr] = []
+        self._blocks: dict[str, slice] = {}
+
+    def add(self, name: str, exprs: Expr | Sequence[Expr]) -> None:
+        """Add one expression or a block of them under ``name``."""
+        if name in self._blocks:
+            raise ValueError(f"moment block {name!r} added twice")
+        block = [exprs] if isinstance(exprs, Expr) else list(exprs)
+        start = len(self._exprs)
+        self._exprs.extend(block)
+        self._blocks[name] = slice(start, start + len(block))
+
+    def add_products(self, name: str, exprs: Sequence[Expr]) -> None:
+        """The upper triangle (row-major, i <= j) of the cross products of ``exprs``."""
+        m = len(exprs)
+        self.add(name, [times(exprs[i], exprs[j]) for i in range(m) for j in range(i, m)])
+
+    def __len__(self) -> int:
+        return len(self._exprs)
+
+    def run(self, engine) -> BucketMoments:
+        """One ``engine.bucket_sums`` call for every expression of the batch."""
+        return BucketMoments(np.asarray(engine.bucket_sums(self._exprs), dtype=np.float64), dict(self._blocks))
+
+
+class BucketMoments:
+    """A K x m per-bucket moment array with named column blocks."""
+
+    def __init__(self, array: np.ndarray, blocks: dict[str, slice]) -> None:
+        self.array = array
+        self.blocks = blocks
+
+    def buckets(self, name: str) -> np.ndarray:
+        """The (K, width) per-bucket block (width 1 blocks keep their column axis)."""
+        return self.array[:, self.blocks[name]]
+
+    def total(self, name: str) -> np.ndarray | float:
+        """The block summed over buckets: a float for single expressions, else a vector."""
+        s = self.buckets(name).sum(axis=0)
+        return float(s[0]) if s.shape == (1,) else s
+
+    def symmetric(self, name: str, m: int) -> np.ndarray:
+        """An ``add_products`` block, summed over buckets and unpacked to m x m."""
+        return unpack_symmetric(self.total_vector(name), m)
+
+    def symmetric_buckets(self, name: str, m: int) -> np.ndarray:
+        """An ``add_products`` block per bucket, unpacked to (K, m, m)."""
+        return unpack_symmetric(self.buckets(name), m)
+
+    def total_vector(self, name: str) -> np.ndarray:
+        return self.buckets(name).sum(axis=0)

@@ -1,0 +1,199 @@
+"""Logistic propensity model fitted by distributed Newton-Raphson (IRLS) on moments.
+
+Each Newton iteration is ONE ``engine.bucket_sums`` pass computing, per bucket, the score
+``sum (d - sigma(x'b)) x`` and the information ``sum sigma(1 - sigma) x x'`` at the
+current ``b`` (which enters the expressions as literals through :func:`linear`); the
+driver solves the p x p system (McCullagh & Nelder 1989, sec. 4.4; Agresti 2013, sec.
+5.4). The fit keeps the last per-bucket score and information arrays so the bootstrap
+can refit every replicate by a one-step Newton update
+``b*_r = b + H_r^{-1} g_r``, ``H_r = sum_k w_rk H_k``, ``g_r = sum_k w_rk g_k``
+(the one-step estimator, Lehmann & Casella 1998, sec. 6.4; used for the weighted
+bootstrap of M-estimators by Hu & Kalbfleisch 2000), at microseconds per replicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from causal_core.errors import EstimationError
+from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
+from causal_core.moments.expr import Expr, col, linear, lit, sigmoid
+
+INTERCEPT = "intercept"
+# |x'b| beyond this means a fitted propensity within 1e-11 of 0 or 1: (quasi-)separation.
+SEPARATION_ETA = 25.0
+
+
+@dataclass(frozen=True, eq=False)
+class LogisticFit:
+    """A fitted logistic propensity model ``P(d = 1 | x) = sigma(x'coef)``.
+
+    ``names`` label the coefficients (``intercept`` first). ``bucket_grad`` (K, p) and
+    ``bucket_hess`` (K, p, p) are the per-bucket score and information at ``eval_coef``,
+    the last point where they were computed (within the tolerance of ``coef``).
+    ``extra`` holds the per-bucket sums of any expressions the caller piggybacked on the
+    first pass (they must not depend on the coefficients).
+    """
+
+    treatment: str
+    names: tuple[str, ...]
+    coef: np.ndarray
+    eval_coef: np.ndarray
+    bucket_grad: np.ndarray
+    bucket_hess: np.ndarray
+    n: int
+    n_treated: int
+    n_iter: int
+    extra: BucketMoments | None = field(default=None, repr=False)
+
+    @property
+    def terms(self) -> tuple[Expr, ...]:
+        return logistic_terms(self.names[1:])
+
+    def eta(self) -> Expr:
+        """The fitted linear predictor x'coef as a moment expression."""
+        return linear(self.coef, self.terms)
+
+    def propensity(self) -> Expr:
+        return sigmoid(self.eta())
+
+    @property
+    def hessian(self) -> np.ndarray:
+        """The information sum_i e_i (1 - e_i) x_i x_i' at ``eval_coef``."""
+        return self.bucket_hess.sum(axis=0)
+
+    def coef_shifts(self, weights: np.ndarray) -> np.ndarray:
+        """(B, p) one-step bootstrap shifts ``b*_r - coef`` for (B, K) bucket weights.
+
+        Replicates whose weighted information is singular come back as NaN rows.
+        """
+        g = weights @ self.bucket_grad
+        h = np.einsum("bk,kij->bij", weights, self.bucket_hess)
+        try:
+            step = np.linalg.solve(h, g[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            step = np.full_like(g, np.nan)
+            for r in range(len(g)):
+                try:
+                    step[r] = np.linalg.solve(h[r], g[r])
+                except np.linalg.LinAlgError:
+                    pass
+        return self.eval_coef + step - self.coef
+
+
+def logistic_terms(covariates: Sequence[str]) -> tuple[Expr, ...]:
+    """The model terms: the constant 1 (intercept) and one column per covariate."""
+    return (lit(1.0),) + tuple(col(c) for c in covariates)
+
+
+def _iteration_batch(treatment: str, terms: Sequence[Expr], b: np.ndarray) -> MomentBatch:
+    eta = linear(b, terms)
+    e = sigmoid(eta)
+    batch = MomentBatch()
+    batch.add("grad", [times(col(treatment) - e, t) for t in terms])
+    var = e * (lit(1.0) - e)
+    p = len(terms)
+    batch.add("hess", [times(var, times(terms[i], terms[j])) for i in range(p) for j in range(i, p)])
+    batch.add("extreme", eta.gt(SEPARATION_ETA) + eta.lt(-SEPARATION_ETA))
+    return batch
+
+
+def _first_pass_checks(treatment: str, covariates: Sequence[str], sums: BucketMoments, p: int) -> tuple[int, int]:
+    n = sums.total("n")
+    ones, zeros = sums.total("d1"), sums.total("d0")
+    if n == 0:
+        raise EstimationError("the propensity model got no rows (empty input or every row filtered out)")
+    if ones + zeros != n:
+        raise EstimationError(f"treatment {treatment!r} must be coded 0/1 for a propensity model; "
+                              f"{int(n - ones - zeros)} of {int(n)} rows are neither")
+    if ones == 0 or zeros == 0:
+        raise EstimationError(f"treatment {treatment!r} is constant ({'all 1' if zeros == 0 else 'all 0'}); "
+                              "a propensity model needs treated and control rows")
+    xtx = sums.symmetric("hess", p) * 4.0  # at b = 0, sigma(1 - sigma) = 1/4
+    _check_rank(xtx, (INTERCEPT, *covariates), "propensity model")
+    return int(n), int(ones)
+
+
+def _check_rank(xtx: np.ndarray, names: Sequence[str], what: str) -> None:
+    """Name the terms of a (near-)collinear design from the null vector of X'X."""
+    scale = np.sqrt(np.clip(np.diag(xtx), 1e-300, None))
+    corr = xtx / np.outer(scale, scale)
+    vals, vecs = np.linalg.eigh(corr)
+    if np.diag(xtx).min() > 0 and vals[0] > 1e-10 * max(vals[-1], 1.0):
+        return
+    if np.diag(xtx).min() <= 0:
+        bad = [names[i] for i in np.flatnonzero(np.diag(xtx) <= 0)]
+        raise EstimationError(f"{what}: the columns {bad} are identically zero")
+    v = vecs[:, 0]
+    bad = [names[i] for i in np.flatnonzero(np.abs(v) > 1e-3 * np.abs(v).max())]
+    raise EstimationError(f"{what}: the terms {bad} are collinear (or constant, which is collinear with "
+                          "the intercept); drop or combine them")
+
+
+def fit_logistic(engine, treatment: str, covariates: Sequence[str], *, extra: Sequence[tuple[str, Sequence[Expr]]] = (),
+                 max_iter: int = 50, tol: float = 1e-10) -> LogisticFit:
+    """Fit ``P(treatment = 1 | covariates)`` by Newton-Raphson, one engine pass per iteration.
+
+    Stops when the Newton step is below ``tol`` relative to the coefficients
+    (``max|step| <= tol * max(1, max|b|)``). Raises :class:`EstimationError` for a
+    non-binary or constant treatment, collinear covariates (named), complete or
+    quasi-complete separation (fitted propensities reaching 0 or 1; Albert & Anderson
+    1984), or non-convergence. ``extra`` named blocks of coefficient-free expressions
+    ride along on the first pass and come back in ``LogisticFit.extra``.
+    """
+    covariates = tuple(covariates)
+    terms = logistic_terms(covariates)
+    names = (INTERCEPT, *covariates)
+    p = len(terms)
+    b = np.zeros(p)
+    extra_blocks: BucketMoments | None = None
+    n = n_treated = 0
+    for it in range(1, max_iter + 1):
+        batch = _iteration_batch(treatment, terms, b)
+        if it == 1:
+            batch.add("n", lit(1.0))
+            batch.add("d1", col(treatment).eq(1.0))
+            batch.add("d0", col(treatment).eq(0.0))
+            for name, exprs in extra:
+                batch.add("extra:" + name, exprs)
+        sums = batch.run(engine)
+        if it == 1:
+            n, n_treated = _first_pass_checks(treatment, covariates, sums, p)
+            extra_blocks = BucketMoments(sums.array, {k[6:]: v for k, v in sums.blocks.items()
+                                                      if k.startswith("extra:")})
+        step = _newton_step(sums, b, names, p)
+        b_eval, b = b, b + step
+        if np.max(np.abs(step)) <= tol * max(1.0, float(np.max(np.abs(b)))):
+            return LogisticFit(treatment=treatment, names=names, coef=b, eval_coef=b_eval,
+                               bucket_grad=sums.buckets("grad"),
+                               bucket_hess=sums.symmetric_buckets("hess", p),
+                               n=n, n_treated=n_treated, n_iter=it, extra=extra_blocks)
+    raise EstimationError(
+        f"the propensity model for {treatment!r} did not converge in {max_iter} Newton iterations "
+        f"(coefficients {_describe(names, b)}); large coefficients point to separation")
+
+
+def _newton_step(sums: BucketMoments, b: np.ndarray, names: Sequence[str], p: int) -> np.ndarray:
+    extreme = sums.total("extreme")
+    if extreme > 0:
+        raise EstimationError(
+            f"propensity model: (quasi-)complete separation — {int(extreme)} rows have fitted propensity "
+            f"within 1e-11 of 0 or 1 (coefficients {_describe(names, b)}); some covariate combination "
+            "predicts the treatment perfectly: coarsen or drop it, or restrict the population")
+    g = sums.total_vector("grad")
+    h = sums.symmetric("hess", p)
+    try:
+        step = np.linalg.solve(h, g)
+    except np.linalg.LinAlgError:
+        raise EstimationError(f"propensity model: singular information matrix at coefficients "
+                              f"{_describe(names, b)} (separation or collinearity)") from None
+    if not np.all(np.isfinite(step)):
+        raise EstimationError(f"propensity model: non-finite Newton step at {_describe(names, b)}")
+    return step
+
+
+def _describe(names: Sequence[str], b: np.ndarray) -> str:
+    return ", ".join(f"{n}={v:.4g}" for n, v in zip(names, b))

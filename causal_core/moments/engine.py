@@ -1,0 +1,56 @@
+"""The engine contract: per-bucket sums of row expressions.
+
+An engine holds one prepared frame (numeric model columns, a bucket column and
+optionally a unit column) and answers two questions, each with a small K x m array:
+
+* :meth:`MomentEngine.bucket_sums` — for each bucket k, the sum over its rows of each
+  expression (X'X entries, X'y, counts...);
+* :meth:`MomentEngine.cluster_cross_sums` — for each bucket k, the sum over the units u
+  in it of s_u s_u' where s_u sums the expressions over u's rows (the "meat" of a
+  cluster-robust variance; Cameron & Miller 2015, eq. 11).
+
+The pandas engine (:mod:`causal_core.moments.pandas_engine`) is the oracle; the Spark
+engine (``jobs.spark_engine``) must return the same arrays for the same bucket column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from causal_core.moments.expr import Expr
+
+BUCKET = "__bucket"
+UNIT = "__unit"
+DEFAULT_BUCKETS = 1000
+
+
+@runtime_checkable
+class MomentEngine(Protocol):
+    @property
+    def n_buckets(self) -> int: ...
+
+    def bucket_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
+        """A (n_buckets, len(exprs)) float64 array of per-bucket sums."""
+        ...
+
+    def cluster_cross_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
+        """A (n_buckets, m*(m+1)//2) array: per bucket, sum over units of the upper
+        triangle (row-major, i <= j) of s_u s_u', s_u = per-unit sums of ``exprs``."""
+        ...
+
+
+def triu_pairs(m: int) -> list[tuple[int, int]]:
+    """The (i, j), i <= j, index pairs in the row-major order engines use."""
+    return [(i, j) for i in range(m) for j in range(i, m)]
+
+
+def unpack_symmetric(flat: np.ndarray, m: int) -> np.ndarray:
+    """Rebuild symmetric m x m matrices from the upper-triangle vectors (last axis)."""
+    out = np.zeros(flat.shape[:-1] + (m, m))
+    for idx, (i, j) in enumerate(triu_pairs(m)):
+        out[..., i, j] = flat[..., idx]
+        out[..., j, i] = flat[..., idx]
+    return out

@@ -1,0 +1,30 @@
+"""The one door through which data reaches the driver: small aggregates only.
+
+Everything the driver sees — per-bucket moment sums, category levels, row counts — goes
+through :func:`collect_small`, which refuses results larger than ``max_rows`` so that a
+mistake cannot pull a table's rows into the driver.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Row
+
+from causal_core.errors import DataCheckError
+
+MAX_ROWS = 200_000
+
+
+def collect_small(df: DataFrame, max_rows: int = MAX_ROWS, what: str = "aggregate") -> list[Row]:
+    """Collect an aggregate known to be small; fail clearly if it is not."""
+    rows = df.limit(max_rows + 1).collect()
+    if len(rows) > max_rows:
+        raise DataCheckError(f"{what}: more than {max_rows} rows would reach the driver; "
+                             "this is a bug or a column with far too many levels")
+    return rows
+
+
+def collect_one(df: DataFrame, what: str = "aggregate") -> Row:
+    rows = collect_small(df, 1, what)
+    if not rows:
+        raise DataCheckError(f"{what}: the aggregate returned no row")
+    return rows[0]

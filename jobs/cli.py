@@ -1,0 +1,140 @@
+"""The ``whybatch`` command line.
+
+Exit codes (DESIGN.md): 0 done; 1 a study failed its checks or could not be estimated;
+2 bad invocation or bad spec.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from causal_core.errors import DataCheckError, EstimationError, IdentificationError, SpecError, WhybatchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="whybatch: causal effect estimation on warehouse data (plan, run, validate, demo).")
+console = Console()
+err = Console(stderr=True)
+
+EXIT_OK, EXIT_STUDY_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _fail(exc: Exception) -> None:
+    code = EXIT_BAD_INPUT if isinstance(exc, SpecError) else EXIT_STUDY_FAILED
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _resolve_study(study: str) -> Path:
+    """A study is a YAML path, or a name under conf/studies/."""
+    p = Path(study)
+    if p.exists():
+        return p
+    candidate = Path("conf/studies") / f"{study}.yaml"
+    if candidate.exists():
+        return candidate
+    raise SpecError(f"{study}: no such study file (looked for {p} and {candidate})")
+
+
+@app.command()
+def plan(study: Annotated[str, typer.Argument(help="study YAML path or name under conf/studies")],
+         as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False) -> None:
+    """Print the estimand plan of a study (one per outcome metric)."""
+    from causal_core.spec import load_spec
+    from causal_core.study import plan_study
+
+    try:
+        spec = load_spec(_resolve_study(study))
+        plans = plan_study(spec)
+    except WhybatchError as exc:
+        _fail(exc)
+    if as_json:
+        sys.stdout.write(json.dumps({m: p.to_dict() for m, p in plans.items()}, indent=2, ensure_ascii=False) + "\n")
+        return
+    console.rule(f"[bold]{spec.name}[/]")
+    for p in plans.values():
+        console.print(str(p), highlight=False, markup=False)
+        console.print()
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+
+@app.command()
+def run(study: Annotated[str, typer.Argument(help="study YAML path or name under conf/studies")],
+        start: Annotated[Optional[str], typer.Option(help="first partition (inclusive), e.g. 2026-11-01")] = None,
+        end: Annotated[Optional[str], typer.Option(help="end of the interval (exclusive)")] = None,
+        profile: Annotated[str, typer.Option(help="Spark profile in conf/spark/")] = "local",
+        tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI")] = None,
+        output: Annotated[Path, typer.Option(help="where to write results.json")] = Path("results.json")) -> None:
+    """Estimate a study's effects on a partition interval and write results.json."""
+    from causal_core.spec import load_spec
+    from jobs.run import Interval, estimate_study, summarize, write_results
+    from jobs.session import build_session
+
+    try:
+        spec = load_spec(_resolve_study(study))
+        spark = build_session(profile)
+        results = estimate_study(spark, spec, Interval(start, end))
+    except WhybatchError as exc:
+        _fail(exc)
+    write_results(results, output)
+    for line in summarize(results):
+        console.print(line, highlight=False, markup=False)
+    console.print(f"wrote {output}")
+    failed = [e for e in results["estimates"] if e.get("estimate") is None]
+    if failed and len(failed) == len(results["estimates"]):
+        raise typer.Exit(EXIT_STUDY_FAILED)
+
+
+@app.command()
+def demo(rows: Annotated[int, typer.Option(help="rows per demo table")] = 200_000,
+         profile: Annotated[str, typer.Option(help="Spark profile in conf/spark/")] = "local",
+         studies: Annotated[Path, typer.Option(help="folder of example studies")] = Path("conf/studies"),
+         output: Annotated[Path, typer.Option(help="folder for the results files")] = Path("output")) -> None:
+    """Build the demo warehouse (known effects), run the example studies, print estimate vs truth."""
+    from rich.table import Table
+
+    from causal_core.spec import load_spec
+    from causal_core.study import plan_study
+    from jobs.demo_data import build_demo_warehouse
+    from jobs.run import estimate_study, write_results
+    from jobs.session import build_session
+
+    try:
+        specs = [load_spec(p) for p in sorted(studies.glob("*.yaml"))]
+        for spec in specs:
+            for plan_ in plan_study(spec).values():
+                console.print(str(plan_), highlight=False, markup=False)
+                console.print()
+        spark = build_session(profile)
+        console.print(f"building the demo warehouse ({rows} rows per table)...")
+        truths = build_demo_warehouse(spark, rows)
+        table = Table(title="whybatch demo: estimate vs truth")
+        for col in ("study", "metric", "estimator", "segment", "target", "estimate", "95% CI", "truth", "covered"):
+            table.add_column(col)
+        for spec in specs:
+            results = estimate_study(spark, spec)
+            write_results(results, output / f"{spec.name}.json")
+            for e in results["estimates"]:
+                truth = truths.get((spec.name, e.get("metric"), e.get("target")))
+                if e.get("estimate") is None:
+                    table.add_row(spec.name, str(e.get("metric")), str(e.get("estimator")), "", "",
+                                  "—", e.get("reason", "")[:60], "", "")
+                    continue
+                covered = "" if truth is None or e["segment"] != "all" else \
+                    ("yes" if e["ci_low"] <= truth <= e["ci_high"] else "NO")
+                table.add_row(spec.name, e["metric"], e["estimator"], e["segment"], e["target"],
+                              f"{e['estimate']:.4f}", f"[{e['ci_low']:.4f}, {e['ci_high']:.4f}]",
+                              "" if truth is None or e["segment"] != "all" else f"{truth:.4f}", covered)
+        console.print(table)
+        console.print(f"results files in {output}/")
+    except WhybatchError as exc:
+        _fail(exc)

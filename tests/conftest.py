@@ -1,0 +1,34 @@
+"""Shared fixtures: one local SparkSession for the whole test session (STYLE.md §10)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A real local Spark session: 2 cores, few shuffle partitions, UI off."""
+    from pyspark.sql import SparkSession
+
+    warehouse = tempfile.mkdtemp(prefix="whybatch-test-warehouse-")
+    os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("whybatch-tests")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.default.parallelism", "4")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.warehouse.dir", warehouse)
+        .config("spark.driver.memory", "2g")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.ansi.enabled", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+    shutil.rmtree(warehouse, ignore_errors=True)
