@@ -86,6 +86,14 @@ class Estimand:
                 "linear structural model; it has no nonparametric formula to evaluate on a joint distribution")
         out = self.expression.evaluate(joint)
         cols = list(self.treatment) + list(self.outcome)
+        # A treatment that is not an ancestor of the outcome drops out of the formula:
+        # the answer is the same for each of its values, so broadcast over them.
+        for t in self.treatment:
+            if t not in out.columns:
+                if t not in joint.columns:
+                    raise IdentificationError(f"estimand {self.name!r}: the joint has no column {t!r}")
+                levels = pd.DataFrame({t: sorted(joint[t].unique())})
+                out = out.merge(levels, how="cross")
         missing = [c for c in cols if c not in out.columns]
         if missing:
             raise IdentificationError(f"estimand {self.name!r}: evaluation lost the columns {missing}")

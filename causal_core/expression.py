@@ -108,7 +108,11 @@ class Expression:
 
 @dataclass(frozen=True)
 class Prob(Expression):
-    """P(variables | given), a marginal or conditional of the observed distribution."""
+    """P(variables | given), a marginal or conditional of the observed distribution.
+
+    Either field takes a tuple of names (a bare string is read as one name); the order
+    is kept as given and is the order of printing.
+    """
 
     variables: tuple[str, ...]
     given: tuple[str, ...] = ()
@@ -288,7 +292,7 @@ class _Renderer:
             for i, f in enumerate(expr.factors):
                 text = self._render(f, scope)
                 last = i == len(expr.factors) - 1
-                if (isinstance(f, Sum) and f.over and not last) or isinstance(f, Product) and len(f.factors) > 1:
+                if (isinstance(f, Sum) and f.over and not last) or (isinstance(f, Product) and len(f.factors) > 1):
                     text = r"\left[" + text + r"\right]" if self.latex else f"[{text}]"
                 elif isinstance(f, Fraction) and not self.latex:
                     text = f"({text})"

@@ -25,8 +25,9 @@ def evaluate(expr: Expression, joint: pd.DataFrame) -> pd.DataFrame:
     """Evaluate ``expr`` on ``joint``.
 
     ``joint`` has one column per observed variable (discrete values of any hashable type)
-    and a probability column ``p``; absent rows have probability 0 and duplicate rows are
-    added. Returns a DataFrame with one column per free variable of ``expr`` (sorted by
+    and a probability column ``p``; absent rows have probability 0, duplicate rows are
+    added, columns the expression does not name are summed out, and the total (within
+    1e-9 of 1) is rescaled to exactly 1. Returns a DataFrame with one column per free variable of ``expr`` (sorted by
     name) and ``p``, one row for every combination of the levels seen in ``joint``.
     """
     names = tuple(sorted(expr.mentioned_variables()))

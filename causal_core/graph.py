@@ -128,8 +128,15 @@ class CausalGraph:
         return {n: frozenset(s) for n, s in sib.items()}
 
     def topological_order(self, nodes: Iterable[str] | None = None) -> tuple[str, ...]:
-        """Nodes in a fixed topological order (declaration order breaks ties)."""
-        chosen = self.nodes if nodes is None else nodes
+        """Nodes in this graph's fixed topological order (declaration order breaks ties).
+
+        A subgraph has its own order, which need not be this one restricted to its nodes;
+        algorithms that need one order throughout should pass ``nodes`` here instead.
+        """
+        chosen = self.nodes if nodes is None else tuple(nodes)
+        unknown = [n for n in chosen if n not in self._order]
+        if unknown:
+            raise GraphError(f"unknown node(s) {unknown}")
         return tuple(sorted(chosen, key=self._order.__getitem__))
 
     def parents(self, nodes: str | Iterable[str]) -> NodeSet:
@@ -268,8 +275,12 @@ class CausalGraph:
         """The c-components (districts) of the graph restricted to ``nodes``.
 
         Connected components of the bidirected part (Tian & Pearl 2002); sorted so that the
-        result is deterministic.
+        result is deterministic. Explicit latent nodes are projected out first, so
+        ``U -> X; U -> Y`` gives the district {X, Y}.
         """
+        if self.latent:
+            return self.projection().districts(
+                [n for n in (self.observed if nodes is None else nodes) if n in self.observed])
         keep = set(self.nodes if nodes is None else nodes)
         g = nx.Graph()
         g.add_nodes_from(keep)
@@ -280,13 +291,19 @@ class CausalGraph:
     def is_m_separated(self, xs: Iterable[str], ys: Iterable[str], zs: Iterable[str] = ()) -> bool:
         """True when ``xs`` and ``ys`` are m-separated given ``zs``."""
         x, y, z = set(xs), set(ys), set(zs)
+        unknown = (x | y | z) - set(self.nodes)
+        if unknown:
+            raise GraphError(f"m-separation query names unknown node(s) {sorted(unknown)}")
         if x & y:
             return False
+        if z & (x | y):
+            raise GraphError(f"the conditioning set overlaps the separated sets: {sorted(z & (x | y))}")
         return nx.is_d_separator(self.canonical_dag(), x, y, z)
 
     # ------------------------------------------------------------------ checks and output
-    def check_query(self, treatment: Sequence[str], outcome: Sequence[str]) -> None:
+    def check_query(self, treatment: str | Sequence[str], outcome: str | Sequence[str]) -> None:
         """Raise :class:`GraphError` unless treatment and outcome are disjoint observed nodes."""
+        treatment, outcome = as_names(treatment, "treatment"), as_names(outcome, "outcome")
         for role, names in (("treatment", treatment), ("outcome", outcome)):
             for n in names:
                 if n in self.latent:

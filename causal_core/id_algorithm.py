@@ -13,6 +13,10 @@ its conditionals over a district S', Π_{V_i ∈ S'} P(v_i | v_π^(i-1)). Condit
 distribution Q that is not the observed one are Q(v_i | v^(i-1)) =
 Σ_{v_{>i}} Q / Σ_{v_{≥i}} Q; :class:`_Distribution` writes them as simply as is exact.
 All conditionals use one fixed topological order π of the whole graph.
+
+As in the paper, P(v) is assumed positive: the formulas are exact for every positive
+distribution compatible with the graph (where positivity fails, the evaluator's 0/0 = 0
+convention gives a number, but identification makes no promise about it).
 """
 
 from __future__ import annotations
@@ -52,10 +56,12 @@ class _Hedge(Exception):
 def identify_effect(graph: CausalGraph, treatment: str | Sequence[str], outcome: str | Sequence[str]) -> Expression:
     """A formula for P(outcome | do(treatment)) in the observed distribution.
 
-    Runs ID (Shpitser & Pearl 2006, Fig. 3) on ``graph.projection()``. The free
-    variables of the result are the outcomes and those treatments the outcome depends
-    on (a treatment that is not an ancestor of the outcome drops out at line 2).
-    Raises :class:`NotIdentifiable`, carrying the hedge, when no formula exists, and
+    Runs ID (Shpitser & Pearl 2006, Fig. 3) on ``graph.projection()``; ``treatment``
+    and ``outcome`` are a name or a sequence of names. The free variables of the result
+    include every outcome and otherwise only treatments: a treatment that is not an
+    ancestor of the outcome drops out at line 2, so callers that want one row per
+    treatment value must broadcast over it. The formula is tidied with exact rewrites
+    only (:mod:`causal_core.expression_simplify`). Raises :class:`NotIdentifiable`, carrying the hedge, when no formula exists, and
     :class:`~causal_core.errors.GraphError` when the query names unknown or latent
     nodes or a variable that is both treatment and outcome.
     """
@@ -69,6 +75,12 @@ def identify_effect(graph: CausalGraph, treatment: str | Sequence[str], outcome:
         expr = solver.identify(frozenset(ys), frozenset(xs), start, frozenset(admg.observed))
     except _Hedge as hedge:
         raise NotIdentifiable(_hedge_message(admg, xs, ys, hedge), (hedge.f, hedge.f_prime)) from None
+    # Line 3 adds to X variables W that cannot affect Y once X is fixed; the result may
+    # then name w although its value is the same for every w (P_x(y) = P_{x,w}(y)).
+    # Averaging over w with the observed weights P(w) removes them exactly.
+    extra = solver.ordered(expr.free_variables() - set(xs) - set(ys))
+    if extra:
+        expr = sum_over(extra, product([Prob(extra), expr]))
     return simplify(expr)
 
 
@@ -119,7 +131,8 @@ class _Distribution:
             return _Distribution(tuple(v for v in self.order if v in keep), frozenset(), None)
         summed = self.summed | (frozenset(self.variables) - keep)
         order, factors = list(self.order), list(self.factors)
-        # Σ over the last variable of a product of conditionals removes its factor
+        # Σ over the last variable of a product of conditionals removes its factor (its
+        # conditional sums to 1: exact for the positive P(v) that ID assumes)
         while order and order[-1] in summed:
             summed = summed - {order.pop()}
             factors.pop()

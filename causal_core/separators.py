@@ -120,6 +120,46 @@ def d_separated(dag: nx.DiGraph, xs: Iterable[str], ys: Iterable[str], zs: Itera
     return nx.is_d_separator(dag, set(xs), set(ys), set(zs))
 
 
+def reachable(
+    dag: nx.DiGraph, sources: Iterable[str], given: Iterable[str] = (), cut_out: Iterable[str] = ()
+) -> set[str]:
+    """Nodes d-connected to some source given ``given`` (Bayes-ball; Shachter 1998).
+
+    Edges out of the ``cut_out`` nodes are ignored, so that d-separation in G with the
+    edges out of a set removed needs no copy of the graph. The sources are included.
+    """
+    given, cut = set(given), set(cut_out)
+
+    def parents(v: str) -> list[str]:
+        return [p for p in dag.predecessors(v) if p not in cut]
+
+    def children(v: str) -> Iterable[str]:
+        return () if v in cut else dag.successors(v)
+
+    an_given, stack = set(given), list(given)
+    while stack:
+        for p in parents(stack.pop()):
+            if p not in an_given:
+                an_given.add(p)
+                stack.append(p)
+    seen = {(v, "up") for v in sources}
+    stack = list(seen)
+    while stack:
+        v, came = stack.pop()
+        steps: list[tuple[str, str]] = []
+        if v not in given:
+            steps += [(c, "down") for c in children(v)]
+            if came == "up":
+                steps += [(p, "up") for p in parents(v)]
+        if came == "down" and v in an_given:
+            steps += [(p, "up") for p in parents(v)]
+        for st in steps:
+            if st not in seen:
+                seen.add(st)
+                stack.append(st)
+    return {v for v, _ in seen}
+
+
 # ---------------------------------------------------------------- moral graphs
 def moral_graph(dag: nx.DiGraph, nodes: Iterable[str]) -> Adjacency:
     """The moral graph of the subgraph induced by an ancestral set ``nodes``."""

@@ -18,8 +18,8 @@ from causal_core.errors import DataCheckError, EstimationError, IdentificationEr
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="whybatch: causal effect estimation on warehouse data (plan, run, validate, demo).")
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT_OK, EXIT_STUDY_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -55,11 +55,13 @@ def plan(study: Annotated[str, typer.Argument(help="study YAML path or name unde
         _fail(exc)
     if as_json:
         sys.stdout.write(json.dumps({m: p.to_dict() for m, p in plans.items()}, indent=2, ensure_ascii=False) + "\n")
-        return
-    console.rule(f"[bold]{spec.name}[/]")
-    for p in plans.values():
-        console.print(str(p), highlight=False, markup=False)
-        console.print()
+    else:
+        console.rule(f"[bold]{spec.name}[/]")
+        for p in plans.values():
+            console.print(str(p), highlight=False, markup=False)
+            console.print()
+    if not all(p.identifiable for p in plans.values()):
+        raise typer.Exit(EXIT_STUDY_FAILED)
 
 
 def main() -> None:  # pragma: no cover - console entry

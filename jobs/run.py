@@ -73,9 +73,9 @@ def choose_estimators(spec: StudySpec, plan: EstimandPlan, binary: bool) -> list
 
 def _request(strategy: Estimand, estimator: str, spec: StudySpec) -> ModelRequest:
     if estimator == "id_plugin":
-        variables = sorted(strategy.expression.free_variables() | _bound_variables(strategy)) \
-            if strategy.expression is not None else []
-        return ModelRequest(discrete=tuple(v for v in variables))
+        variables = set(strategy.expression.mentioned_variables()) if strategy.expression is not None else set()
+        variables |= set(strategy.treatment) | set(strategy.outcome)
+        return ModelRequest(discrete=tuple(sorted(variables)))
     if strategy.kind == "backdoor":
         return ModelRequest(covariates=strategy.adjustment)
     if strategy.kind == "frontdoor":
@@ -83,16 +83,6 @@ def _request(strategy: Estimand, estimator: str, spec: StudySpec) -> ModelReques
     if strategy.kind == "iv":
         return ModelRequest(covariates=strategy.conditioning, instruments=strategy.instruments)
     return ModelRequest()
-
-
-def _bound_variables(strategy: Estimand) -> set[str]:
-    names = set(strategy.treatment) | set(strategy.outcome) | set(strategy.adjustment) | set(strategy.mediators)
-    text = json.dumps(strategy.expression.to_dict())
-    return {n for n in strategy_graph_names(strategy) if f'"{n}"' in text} | names
-
-
-def strategy_graph_names(strategy: Estimand) -> set[str]:
-    return set(strategy.treatment) | set(strategy.outcome) | set(strategy.adjustment) | set(strategy.mediators)
 
 
 def _design(model: ModelFrame, strategy: Estimand, spec: StudySpec, metric: str, estimator: str) -> Design:

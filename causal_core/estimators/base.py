@@ -28,6 +28,7 @@ class Design:
     adjustment set after ``encode`` (one-hot columns, polynomial terms...).
     ``variables`` and ``expression`` serve ``id_plugin``: the discrete observed
     variables and the estimand expression (a ``causal_core.expression.Expression``).
+    ``labels`` maps frame columns to the names users wrote, so errors name those.
     """
 
     treatment: str
@@ -43,6 +44,11 @@ class Design:
     expression: Any = None
     treated_value: Any = 1
     control_value: Any = 0
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def label(self, name: str) -> str:
+        """The user's name for a frame column (``__x0`` -> ``age``), for error messages."""
+        return dict(self.labels).get(name, name)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS and self.target != "late":

@@ -24,17 +24,18 @@ Newton update and moves ``T`` along its per-bucket Jacobian.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
 from causal_core.estimators.base import BootstrapOptions, Design, Estimator, register
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
 from causal_core.estimators.propensity import LogisticFit, fit_logistic
-from causal_core.estimators.result_builder import make_result, replicate_weights
+from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
+from causal_core.estimators.linear import score_meat
 from causal_core.estimators.score_quantiles import QuantileRequest, coarse_cdf, refine_quantiles
-from causal_core.estimators.weighting import (PropensityWarning, PropensityWeights, kish_ess, logit,
+from causal_core.estimators.weighting import (PropensityWarning, PropensityWeights, kish_ess,
                                               overlap_warnings, standardized_differences)
-from causal_core.moments.engine import unpack_symmetric
 from causal_core.moments.expr import Expr, col, lit, sigmoid
 
 ARMS = (1, 0)
@@ -66,7 +67,6 @@ def _main_batch(design: Design, fit: LogisticFit, pw: PropensityWeights, near_bo
     if not clustered:
         batch.add_products("cc", c)
     covs = [col(v) for v in design.covariates]
-    lo, hi = logit(near_bound), logit(1.0 - near_bound)
     for a in ARMS:
         arm = pw.arm(design.treatment, a)
         aw = times(times(arm, pw.keep), pw.weight(a))
@@ -78,7 +78,7 @@ def _main_batch(design: Design, fit: LogisticFit, pw: PropensityWeights, near_bo
         batch.add(f"wsxx{a}", [times(aw, x * x) for x in covs])
         batch.add(f"kept{a}", times(arm, pw.keep))
         batch.add(f"clipped{a}", times(arm, lit(1.0) - pw.free))
-        batch.add(f"near{a}", times(arm, pw.eta.lt(lo) + pw.eta.gt(hi)))
+        batch.add(f"near{a}", times(arm, pw.near_bounds(near_bound)))
         batch.add(f"cdf{a}", coarse_cdf(pw.eta, arm))
     return batch
 
@@ -107,13 +107,17 @@ def hajek_sandwich(t: np.ndarray, jac: np.ndarray, cc: np.ndarray, hess: np.ndar
     return float(v @ cc @ v)
 
 
-def hajek_replicates(weights: np.ndarray, t_buckets: np.ndarray, jac_buckets: np.ndarray,
-                     shifts: np.ndarray) -> np.ndarray:
-    """Bootstrap draws of mu1 - mu0: reweighted totals moved along their Jacobian by the
-    one-step coefficient shift (a first-order expansion of T_k(b*) around b)."""
-    tr = weights @ t_buckets + np.einsum("bmp,bp->bm", np.einsum("bk,kmp->bmp", weights, jac_buckets), shifts)
-    with np.errstate(divide="ignore", invalid="ignore"):
+def hajek_statistic(fit: LogisticFit) -> Callable[[np.ndarray], np.ndarray]:
+    """Replicate totals ``(scores | T | dT/db)`` -> mu1 - mu0: the one-step coefficient
+    shift moves T along its Jacobian (a first-order expansion of T(b*) around b)."""
+    ns, p = fit.bucket_scores.shape[1], fit.p
+
+    def statistic(totals: np.ndarray) -> np.ndarray:
+        shift = fit.shifts_from_totals(totals[:, :ns])
+        tr = totals[:, ns:ns + 4] + np.einsum("bmp,bp->bm", totals[:, ns + 4:].reshape(-1, 4, p), shift)
         return tr[:, 1] / tr[:, 0] - tr[:, 3] / tr[:, 2]
+
+    return statistic
 
 
 def _arm_range(engine, pw: PropensityWeights, treatment: str, sums: BucketMoments) -> dict[str, list[float]]:
@@ -149,8 +153,8 @@ def weighting_diagnostics(engine, design: Design, fit: LogisticFit, pw: Propensi
         "n_trimmed": {"treated": int(n[0] - kept[0]), "control": int(n[1] - kept[1])},
         "n_clipped": {"treated": int(clipped[0]), "control": int(clipped[1])},
         "n_near_bounds": int(near.sum()), "near_bound": near_bound,
-        "smd_before": dict(zip(design.covariates, map(float, before))),
-        "smd_after": dict(zip(design.covariates, map(float, after))),
+        "smd_before": dict(zip(map(design.label, design.covariates), map(float, before))),
+        "smd_after": dict(zip(map(design.label, design.covariates), map(float, after))),
         "max_abs_smd_after": max_after, "warnings": warns,
     }
 
@@ -163,6 +167,8 @@ class IPW(Estimator):
     (changes the estimand to that overlap population); ``clip`` a caps propensities into
     [a, 1 - a] (keeps the estimand, adds bias). Default: neither — a warning names the
     rows whose propensity is below ``near_bound`` (0.01) or above 1 - ``near_bound``.
+    ``bootstrap``, ``level`` and ``ci_method`` as in :mod:`inference` (default: the
+    percentile interval of 1000 one-step bucket-bootstrap replicates).
     """
 
     name = "ipw"
@@ -171,36 +177,41 @@ class IPW(Estimator):
     binary_treatment = True
 
     def __init__(self, *, trim: float | None = None, clip: float | None = None,
-                 bootstrap: BootstrapOptions = BootstrapOptions(), near_bound: float = 0.01,
-                 max_iter: int = 50, tol: float = 1e-10) -> None:
+                 bootstrap: BootstrapOptions = BootstrapOptions(), level: float | None = None,
+                 ci_method: str | None = None, near_bound: float = 0.01, max_iter: int = 50,
+                 tol: float = 1e-10) -> None:
         self.trim = trim
         self.clip = clip
         self.bootstrap = bootstrap
+        self.level = level
+        self.ci_method = ci_method
         self.near_bound = near_bound
         self.max_iter = max_iter
         self.tol = tol
 
     def fit(self, engine, design: Design) -> IPW:
         self.check_design(design)
-        fit = fit_logistic(engine, design.treatment, design.covariates, max_iter=self.max_iter, tol=self.tol)
+        check_options(self.bootstrap, self.ci_method, self.level)
+        fit = fit_logistic(engine, design.treatment, design.covariates, max_iter=self.max_iter, tol=self.tol,
+                           label=design.label)
         pw = PropensityWeights.build(fit, design.target, trim=self.trim, clip=self.clip)
-        sums = _main_batch(design, fit, pw, self.near_bound, design.clustered).run(engine)
-        p = len(fit.names)
-        t = sums.total_vector("t")
-        jac_b = sums.buckets("jac").reshape(-1, 4, p)
+        batch = _main_batch(design, fit, pw, self.near_bound, design.clustered)
+        sums = batch.run(engine)
+        t, jac = sums.total_vector("t"), sums.total_vector("jac").reshape(4, fit.p)
         if design.clustered:
-            _, c = _base_exprs(design, fit, pw)
-            cc = unpack_symmetric(engine.cluster_cross_sums(c).sum(axis=0), len(c))
+            cc = score_meat(engine, _base_exprs(design, fit, pw)[1], clustered=True)
         else:
-            cc = sums.symmetric("cc", 4 + p)
-        estimate = t[1] / t[0] - t[3] / t[2]
-        se = float(np.sqrt(max(hajek_sandwich(t, jac_b.sum(axis=0), cc, fit.hessian), 0.0)))
-        w = replicate_weights(self.bootstrap, engine.n_buckets)
-        reps = None if w is None else hajek_replicates(w, sums.buckets("t"), jac_b, fit.coef_shifts(w))
+            cc = sums.symmetric("cc", 4 + fit.p)
+        se = float(np.sqrt(max(hajek_sandwich(t, jac, cc, fit.hessian), 0.0)))
+        reps = bootstrap_replicates(
+            engine, [*fit.score_exprs, *batch.exprs("t"), *batch.exprs("jac")],
+            np.hstack([fit.bucket_scores, sums.buckets("t"), sums.buckets("jac")]),
+            hajek_statistic(fit), self.bootstrap)
         diag = weighting_diagnostics(engine, design, fit, pw, sums, self.near_bound)
         diag.update(trim=self.trim, clip=self.clip, weights="hajek")
         self.propensity_ = fit
-        self.result_ = make_result(estimator=self.name, design=design, estimate=estimate, se=se,
-                                   n=int(round(sum(sums.total(f"kept{a}") for a in ARMS))),
-                                   options=self.bootstrap, replicates=reps, diagnostics=diag)
+        self.result_ = summarize(self.name, design, estimate=t[1] / t[0] - t[3] / t[2], analytic_se=se,
+                                 n=int(round(sum(sums.total(f"kept{a}") for a in ARMS))), replicates=reps,
+                                 bootstrap=self.bootstrap, ci_method=self.ci_method, level=self.level,
+                                 diagnostics=diag)
         return self

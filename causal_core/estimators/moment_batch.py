@@ -46,6 +46,10 @@ class MomentBatch:
         m = len(exprs)
         self.add(name, [times(exprs[i], exprs[j]) for i in range(m) for j in range(i, m)])
 
+    def exprs(self, name: str | None = None) -> list[Expr]:
+        """The expressions of block ``name``, or all of them in column order."""
+        return list(self._exprs if name is None else self._exprs[self._blocks[name]])
+
     def __len__(self) -> int:
         return len(self._exprs)
 

@@ -13,13 +13,15 @@ bootstrap of M-estimators by Hu & Kalbfleisch 2000), at microseconds per replica
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from causal_core.errors import EstimationError
+from causal_core.estimators.linear import batched_solve
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
+from causal_core.moments.engine import unpack_symmetric
 from causal_core.moments.expr import Expr, col, linear, lit, sigmoid
 
 INTERCEPT = "intercept"
@@ -31,27 +33,33 @@ SEPARATION_ETA = 25.0
 class LogisticFit:
     """A fitted logistic propensity model ``P(d = 1 | x) = sigma(x'coef)``.
 
-    ``names`` label the coefficients (``intercept`` first). ``bucket_grad`` (K, p) and
-    ``bucket_hess`` (K, p, p) are the per-bucket score and information at ``eval_coef``,
-    the last point where they were computed (within the tolerance of ``coef``).
-    ``extra`` holds the per-bucket sums of any expressions the caller piggybacked on the
-    first pass (they must not depend on the coefficients).
+    ``covariates`` are frame columns, ``names`` their labels (``intercept`` first).
+    ``bucket_scores`` (K, p + p(p+1)/2) holds, per bucket, the score and the upper
+    triangle of the information at ``eval_coef`` — the last point where they were
+    computed, within the tolerance of ``coef`` — and ``score_exprs`` the expressions that
+    produced them (for the exact row-level bootstrap). ``extra`` holds the per-bucket
+    sums of any coefficient-free expressions piggybacked on the first pass.
     """
 
     treatment: str
+    covariates: tuple[str, ...]
     names: tuple[str, ...]
     coef: np.ndarray
     eval_coef: np.ndarray
-    bucket_grad: np.ndarray
-    bucket_hess: np.ndarray
+    bucket_scores: np.ndarray
+    score_exprs: tuple[Expr, ...]
     n: int
     n_treated: int
     n_iter: int
     extra: BucketMoments | None = field(default=None, repr=False)
 
     @property
+    def p(self) -> int:
+        return len(self.coef)
+
+    @property
     def terms(self) -> tuple[Expr, ...]:
-        return logistic_terms(self.names[1:])
+        return logistic_terms(self.covariates)
 
     def eta(self) -> Expr:
         """The fitted linear predictor x'coef as a moment expression."""
@@ -61,27 +69,30 @@ class LogisticFit:
         return sigmoid(self.eta())
 
     @property
+    def bucket_grad(self) -> np.ndarray:
+        return self.bucket_scores[:, : self.p]
+
+    @property
+    def bucket_hess(self) -> np.ndarray:
+        return unpack_symmetric(self.bucket_scores[:, self.p:], self.p)
+
+    @property
     def hessian(self) -> np.ndarray:
         """The information sum_i e_i (1 - e_i) x_i x_i' at ``eval_coef``."""
-        return self.bucket_hess.sum(axis=0)
+        return unpack_symmetric(self.bucket_scores[:, self.p:].sum(axis=0), self.p)
 
-    def coef_shifts(self, weights: np.ndarray) -> np.ndarray:
-        """(B, p) one-step bootstrap shifts ``b*_r - coef`` for (B, K) bucket weights.
+    def shifts_from_totals(self, totals: np.ndarray) -> np.ndarray:
+        """(B, p) one-step shifts ``b*_r - coef`` from (B, p + p(p+1)/2) replicate totals
+        of ``score_exprs`` (reweighted buckets, or row-level Poisson sums).
 
         Replicates whose weighted information is singular come back as NaN rows.
         """
-        g = weights @ self.bucket_grad
-        h = np.einsum("bk,kij->bij", weights, self.bucket_hess)
-        try:
-            step = np.linalg.solve(h, g[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            step = np.full_like(g, np.nan)
-            for r in range(len(g)):
-                try:
-                    step[r] = np.linalg.solve(h[r], g[r])
-                except np.linalg.LinAlgError:
-                    pass
-        return self.eval_coef + step - self.coef
+        g, h = totals[:, : self.p], unpack_symmetric(totals[:, self.p:], self.p)
+        return self.eval_coef + batched_solve(h, g) - self.coef
+
+    def coef_shifts(self, weights: np.ndarray) -> np.ndarray:
+        """(B, p) one-step shifts for (B, K) bucket weights."""
+        return self.shifts_from_totals(weights @ self.bucket_scores)
 
 
 def logistic_terms(covariates: Sequence[str]) -> tuple[Expr, ...]:
@@ -101,7 +112,7 @@ def _iteration_batch(treatment: str, terms: Sequence[Expr], b: np.ndarray) -> Mo
     return batch
 
 
-def _first_pass_checks(treatment: str, covariates: Sequence[str], sums: BucketMoments, p: int) -> tuple[int, int]:
+def _first_pass_checks(treatment: str, names: Sequence[str], sums: BucketMoments, p: int) -> tuple[int, int]:
     n = sums.total("n")
     ones, zeros = sums.total("d1"), sums.total("d0")
     if n == 0:
@@ -113,7 +124,7 @@ def _first_pass_checks(treatment: str, covariates: Sequence[str], sums: BucketMo
         raise EstimationError(f"treatment {treatment!r} is constant ({'all 1' if zeros == 0 else 'all 0'}); "
                               "a propensity model needs treated and control rows")
     xtx = sums.symmetric("hess", p) * 4.0  # at b = 0, sigma(1 - sigma) = 1/4
-    _check_rank(xtx, (INTERCEPT, *covariates), "propensity model")
+    _check_rank(xtx, names, "propensity model")
     return int(n), int(ones)
 
 
@@ -133,8 +144,9 @@ def _check_rank(xtx: np.ndarray, names: Sequence[str], what: str) -> None:
                           "the intercept); drop or combine them")
 
 
-def fit_logistic(engine, treatment: str, covariates: Sequence[str], *, extra: Sequence[tuple[str, Sequence[Expr]]] = (),
-                 max_iter: int = 50, tol: float = 1e-10) -> LogisticFit:
+def fit_logistic(engine, treatment: str, covariates: Sequence[str], *,
+                 extra: Sequence[tuple[str, Sequence[Expr]]] = (), max_iter: int = 50, tol: float = 1e-10,
+                 label: Callable[[str], str] = str) -> LogisticFit:
     """Fit ``P(treatment = 1 | covariates)`` by Newton-Raphson, one engine pass per iteration.
 
     Stops when the Newton step is below ``tol`` relative to the coefficients
@@ -142,11 +154,12 @@ def fit_logistic(engine, treatment: str, covariates: Sequence[str], *, extra: Se
     non-binary or constant treatment, collinear covariates (named), complete or
     quasi-complete separation (fitted propensities reaching 0 or 1; Albert & Anderson
     1984), or non-convergence. ``extra`` named blocks of coefficient-free expressions
-    ride along on the first pass and come back in ``LogisticFit.extra``.
+    ride along on the first pass and come back in ``LogisticFit.extra``. ``label`` maps
+    frame columns to the names errors should use.
     """
     covariates = tuple(covariates)
     terms = logistic_terms(covariates)
-    names = (INTERCEPT, *covariates)
+    names = (INTERCEPT, *(label(c) for c in covariates))
     p = len(terms)
     b = np.zeros(p)
     extra_blocks: BucketMoments | None = None
@@ -161,18 +174,19 @@ def fit_logistic(engine, treatment: str, covariates: Sequence[str], *, extra: Se
                 batch.add("extra:" + name, exprs)
         sums = batch.run(engine)
         if it == 1:
-            n, n_treated = _first_pass_checks(treatment, covariates, sums, p)
+            n, n_treated = _first_pass_checks(label(treatment), names, sums, p)
             extra_blocks = BucketMoments(sums.array, {k[6:]: v for k, v in sums.blocks.items()
                                                       if k.startswith("extra:")})
         step = _newton_step(sums, b, names, p)
         b_eval, b = b, b + step
         if np.max(np.abs(step)) <= tol * max(1.0, float(np.max(np.abs(b)))):
-            return LogisticFit(treatment=treatment, names=names, coef=b, eval_coef=b_eval,
-                               bucket_grad=sums.buckets("grad"),
-                               bucket_hess=sums.symmetric_buckets("hess", p),
+            scores = ("grad", "hess")
+            return LogisticFit(treatment=treatment, covariates=covariates, names=names, coef=b, eval_coef=b_eval,
+                               bucket_scores=np.hstack([sums.buckets(k) for k in scores]),
+                               score_exprs=tuple(e for k in scores for e in batch.exprs(k)),
                                n=n, n_treated=n_treated, n_iter=it, extra=extra_blocks)
     raise EstimationError(
-        f"the propensity model for {treatment!r} did not converge in {max_iter} Newton iterations "
+        f"the propensity model for {label(treatment)!r} did not converge in {max_iter} Newton iterations "
         f"(coefficients {_describe(names, b)}); large coefficients point to separation")
 
 

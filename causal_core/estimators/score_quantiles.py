@@ -57,6 +57,32 @@ def _cell(grid: np.ndarray, j: int) -> tuple[float, float]:
     return lo, hi
 
 
+def _refine(engine, eta: Expr, requests: Sequence[QuantileRequest]) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """One pass: per request, the grid (lo, fine..., hi) around its coarse cell, the
+    cumulative counts on it (NaN at an infinite end) and the index k of its fine cell."""
+    batch, plans = MomentBatch(), []
+    for i, r in enumerate(requests):
+        j = _first_reaching(r.counts, r.prob * r.total, r.prob)
+        lo, hi = _cell(COARSE_GRID, j)
+        c_lo = float(r.counts[j - 1]) if j > 0 else 0.0
+        c_hi = float(r.counts[j]) if j < len(r.counts) else r.total
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            plans.append((np.array([lo, hi]), np.array([c_lo, c_hi]), None))
+            continue
+        fine = lo + (hi - lo) * np.arange(1, FINE_STEPS) / FINE_STEPS
+        batch.add(f"q{i}", [times(lit(1.0) if r.weight is None else r.weight, eta.le(float(t))) for t in fine])
+        plans.append((np.concatenate(([lo], fine, [hi])), np.array([c_lo, c_hi]), i))
+    sums = batch.run(engine) if len(batch) else None
+    out = []
+    for r, (grid, ends, i) in zip(requests, plans):
+        if i is None:
+            out.append((grid, ends, 0))
+            continue
+        counts = np.concatenate(([ends[0]], np.atleast_1d(sums.total_vector(f"q{i}")), [ends[1]]))
+        out.append((grid, counts, _first_reaching(counts[1:-1], r.prob * r.total, r.prob)))
+    return out
+
+
 def refine_quantiles(engine, eta: Expr, requests: Sequence[QuantileRequest]) -> list[tuple[float, float]]:
     """For each request, an interval ``(lo, hi]`` of the logit scale holding the quantile.
 
@@ -64,37 +90,25 @@ def refine_quantiles(engine, eta: Expr, requests: Sequence[QuantileRequest]) -> 
     A quantile beyond the coarse grid (|eta| > 20, propensity within 2e-9 of 0 or 1)
     gets an infinite end.
     """
-    batch = MomentBatch()
-    plans = []
-    for i, r in enumerate(requests):
-        j = _first_reaching(r.counts, r.prob * r.total, r.prob)
-        lo, hi = _cell(COARSE_GRID, j)
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            plans.append((lo, hi, None))
-            continue
-        fine = lo + (hi - lo) * np.arange(1, FINE_STEPS) / FINE_STEPS
-        batch.add(f"q{i}", [times(lit(1.0) if r.weight is None else r.weight, eta.le(float(t))) for t in fine])
-        plans.append((lo, hi, fine))
-    sums = batch.run(engine) if len(batch) else None
-    out = []
-    for i, (r, (lo, hi, fine)) in enumerate(zip(requests, plans)):
-        if fine is None:
-            out.append((lo, hi))
-            continue
-        counts = np.atleast_1d(sums.total_vector(f"q{i}"))
-        k = _first_reaching(counts, r.prob * r.total, r.prob)
-        grid = np.concatenate(([lo], fine, [hi]))
-        out.append((float(grid[k]), float(grid[k + 1])))
-    return out
+    return [(float(grid[k]), float(grid[k + 1])) for grid, _, k in _refine(engine, eta, requests)]
 
 
 def eta_quantiles(engine, eta: Expr, probs: Sequence[float], weight: Expr | None = None) -> list[float]:
-    """Cut points on ``eta`` at ``probs`` (two passes); each is the upper end of its interval,
-    so ``sum 1[eta <= cut] >= prob * total`` holds up to the rows inside the fine cell."""
+    """Cut points on ``eta`` at ``probs`` (two passes), interpolated linearly in the
+    cumulative count inside the fine cell (the grouped-data quantile)."""
     batch = MomentBatch()
     batch.add("total", lit(1.0) if weight is None else weight)
     batch.add("cdf", coarse_cdf(eta, weight))
     sums = batch.run(engine)
     total, counts = sums.total("total"), sums.total_vector("cdf")
-    bounds = refine_quantiles(engine, eta, [QuantileRequest(weight, total, counts, p) for p in probs])
-    return [hi if np.isfinite(hi) else lo for lo, hi in bounds]
+    out = []
+    for p, (grid, cum, k) in zip(probs, _refine(engine, eta, [QuantileRequest(weight, total, counts, p)
+                                                              for p in probs])):
+        lo, hi = grid[k], grid[k + 1]
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            out.append(float(hi if np.isfinite(hi) else lo))
+            continue
+        c_lo, c_hi = cum[k], cum[k + 1]
+        frac = (p * total - c_lo) / (c_hi - c_lo) if c_hi > c_lo else 1.0
+        out.append(float(lo + min(max(frac, 0.0), 1.0) * (hi - lo)))
+    return out

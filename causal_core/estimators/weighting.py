@@ -49,11 +49,13 @@ class PropensityWeights:
 
     ``keep`` is the trimming indicator (the literal 1 without trimming), ``free`` is 1
     where the clipped propensity still moves with ``b`` (the literal 1 without clipping),
-    ``h`` is the row's share of the target population (1, ``d`` or ``1 - d``).
+    ``h`` is the row's share of the target population (1, ``d`` or ``1 - d``);
+    ``eta_used`` is the linear predictor after clipping (``eta`` without clipping).
     """
 
     target: str
     eta: Expr
+    eta_used: Expr
     keep: Expr
     free: Expr
     w1: Expr
@@ -91,7 +93,11 @@ class PropensityWeights:
             w1, w0, dw1, dw0, h = neg, one, -times(neg, free), zero, one - d
         else:
             raise EstimationError(f"target {target!r} is unknown for propensity weighting; expected ate, att or atc")
-        return cls(target=target, eta=eta, keep=keep, free=free, w1=w1, w0=w0, dw1=dw1, dw0=dw0, h=h)
+        return cls(target=target, eta=eta, eta_used=eta_w, keep=keep, free=free, w1=w1, w0=w0, dw1=dw1, dw0=dw0, h=h)
+
+    def near_bounds(self, bound: float) -> Expr:
+        """1 for a kept row whose (clipped) propensity lies below ``bound`` or above 1 - ``bound``."""
+        return times(self.keep, self.eta_used.lt(logit(bound)) + self.eta_used.gt(logit(1.0 - bound)))
 
     def arm(self, treatment: str, arm: int) -> Expr:
         """The arm indicator ``d`` or ``1 - d``."""

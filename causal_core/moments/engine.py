@@ -7,7 +7,10 @@ optionally a unit column) and answers two questions, each with a small K x m arr
   expression (X'X entries, X'y, counts...);
 * :meth:`MomentEngine.cluster_cross_sums` — for each bucket k, the sum over the units u
   in it of s_u s_u' where s_u sums the expressions over u's rows (the "meat" of a
-  cluster-robust variance; Cameron & Miller 2015, eq. 11).
+  cluster-robust variance; Cameron & Miller 2015, eq. 11);
+* :meth:`MomentEngine.unit_counts` — the number of units per bucket (the cluster count);
+* :meth:`MomentEngine.replicate_sums` — totals weighted by per-unit Poisson(1) draws,
+  one row per replicate (the exact row-level bootstrap, to check the bucket bootstrap).
 
 The pandas engine (:mod:`causal_core.moments.pandas_engine`) is the oracle; the Spark
 engine (``jobs.spark_engine``) must return the same arrays for the same bucket column.
@@ -39,6 +42,17 @@ class MomentEngine(Protocol):
     def cluster_cross_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
         """A (n_buckets, m*(m+1)//2) array: per bucket, sum over units of the upper
         triangle (row-major, i <= j) of s_u s_u', s_u = per-unit sums of ``exprs``."""
+        ...
+
+    def unit_counts(self) -> np.ndarray:
+        """A (n_buckets,) array: the number of distinct units (rows, without a unit) per
+        bucket; its total is the cluster count G of cluster-robust corrections."""
+        ...
+
+    def replicate_sums(self, exprs: Sequence[Expr], n_replicates: int, seed: int) -> np.ndarray:
+        """A (n_replicates, m) array: row b sums ``RowPoisson(b, seed) * e`` over all rows
+        for each expression e — the exact row-level Poisson bootstrap, B replicates in
+        one pass (Hanley & MacGibbon 2006)."""
         ...
 
 

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from causal_core.moments.engine import BUCKET, DEFAULT_BUCKETS, UNIT, triu_pairs
-from causal_core.moments.expr import Expr, evaluate_numpy
+from causal_core.moments.expr import Expr, _poisson1_from_uniform, evaluate_numpy
 
 
 def hash_buckets(values: pd.DataFrame | pd.Series, n_buckets: int, salt: str = "whybatch") -> np.ndarray:
     """Bucket ids from a stable hash of the unit (or of the row's values), never row order."""
     h = pd.util.hash_pandas_object(values, index=False, hash_key=(salt + "0" * 16)[:16]).to_numpy()
     return (h % np.uint64(n_buckets)).astype(np.int64)
+
+
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser (Steele, Lea & Flood 2014), vectorised on uint64 (wrapping)."""
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 class PandasMomentEngine:
@@ -39,15 +48,22 @@ class PandasMomentEngine:
         self._buckets = buckets
         self._columns = {c: frame[c].to_numpy() for c in frame.columns if c != bucket_column}
         self.n_rows = len(frame)
+        # Row-level draws are keyed on the unit, or on a hash of the row's values: never
+        # on row position, so reordering the frame does not change the bootstrap.
+        keyed = frame[[self.unit_column]] if self.unit_column else frame.drop(columns=[bucket_column], errors="ignore")
+        self._draw_hash = pd.util.hash_pandas_object(keyed, index=False).to_numpy(dtype=np.uint64)
 
     @property
     def n_buckets(self) -> int:
         return self._n
 
     def _unit_uniform(self, replicate: int, seed: int) -> np.ndarray:
-        key = self._columns[self.unit_column] if self.unit_column else np.arange(self.n_rows)
-        h = pd.util.hash_pandas_object(pd.Series(key), index=False,
-                                       hash_key=f"{seed:08d}{replicate:08d}"[:16]).to_numpy()
+        # pandas ignores ``hash_key`` for numeric columns, so keying the hash on (seed,
+        # replicate) that way gave every replicate the same draws; mix a digest of
+        # (seed, replicate) into the unit hash with splitmix64 instead.
+        digest = hashlib.blake2b(f"{int(seed)}:{int(replicate)}".encode(), digest_size=8).digest()
+        key = np.uint64(int.from_bytes(digest, "little"))
+        h = _splitmix64(self._draw_hash ^ key)
         return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
     def _values(self, expr: Expr) -> np.ndarray:
@@ -74,4 +90,17 @@ class PandasMomentEngine:
         out = np.empty((self._n, len(pairs)))
         for idx, (i, j) in enumerate(pairs):
             out[:, idx] = np.bincount(unit_bucket, weights=per_unit[:, i] * per_unit[:, j], minlength=self._n)
+        return out
+
+    def unit_counts(self) -> np.ndarray:
+        if self.unit_column is None:
+            return np.bincount(self._buckets, minlength=self._n).astype(np.float64)
+        units, first = np.unique(self._columns[self.unit_column], return_index=True)
+        return np.bincount(self._buckets[first], minlength=self._n).astype(np.float64)
+
+    def replicate_sums(self, exprs: Sequence[Expr], n_replicates: int, seed: int) -> np.ndarray:
+        values = np.column_stack([self._values(e) for e in exprs]) if exprs else np.empty((self.n_rows, 0))
+        out = np.empty((int(n_replicates), values.shape[1]))
+        for b in range(int(n_replicates)):
+            out[b] = _poisson1_from_uniform(self._unit_uniform(b, seed)) @ values
         return out

@@ -21,6 +21,12 @@ import pandas as pd
 
 from causal_core.graph import CausalGraph
 
+MAX_TABLE = 2**23  # entries of the largest intermediate table (64 MiB of float64)
+
+
+class TooLarge(Exception):
+    """The latent structure is too dense to solve the model exactly in memory."""
+
 
 @dataclass(frozen=True)
 class DiscreteSCM:
@@ -31,16 +37,47 @@ class DiscreteSCM:
     tables: dict[str, np.ndarray]  # axes: parents (in order), then the node itself
 
     def _contract(self, drop: Sequence[str], keep: Sequence[str]) -> np.ndarray:
-        index = {n: i for i, n in enumerate(self.nodes)}
-        operands: list = []
-        for n in self.nodes:
-            if n in drop:
-                continue
-            operands += [self.tables[n], [index[p] for p in self.parents[n]] + [index[n]]]
-        for n in keep:  # make sure every kept index occurs in some operand
-            operands += [np.ones(self.cards[n]), [index[n]]]
-        operands.append([index[n] for n in keep])
-        return np.einsum(*operands, optimize="greedy")
+        """Σ over every node not in ``keep`` of the product of the tables not in ``drop``.
+
+        Variable elimination, each step summing out the variable whose elimination makes
+        the smallest table (a plain many-operand einsum can blow up on dense latent
+        structure). The order is planned first; a plan needing a table of more than
+        ``MAX_TABLE`` entries raises :class:`TooLarge` before any memory is spent.
+        """
+        factors: list[tuple[np.ndarray, tuple[str, ...]]] = [
+            (self.tables[n], self.parents[n] + (n,)) for n in self.nodes if n not in drop
+        ]
+        factors += [(np.ones(self.cards[n]), (n,)) for n in keep]
+        for var, out in self._plan([axes for _, axes in factors], keep):
+            used = [f for f in factors if var in f[1]]
+            factors = [f for f in factors if var not in f[1]]
+            factors.append((_einsum(used, out), out))
+        return _einsum(factors, tuple(keep))
+
+    def _plan(self, scopes: list[tuple[str, ...]], keep: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+        scopes = list(scopes)
+        eliminate = {a for axes in scopes for a in axes} - set(keep)
+
+        def merged(var: str) -> tuple[str, ...]:
+            axes: dict[str, None] = {}
+            for f_axes in scopes:
+                if var in f_axes:
+                    axes.update(dict.fromkeys(f_axes))
+            return tuple(a for a in axes if a != var)
+
+        def size(axes: tuple[str, ...]) -> int:
+            return int(np.prod([self.cards[a] for a in axes]))
+
+        steps = []
+        while eliminate:
+            var = min(sorted(eliminate), key=lambda v: size(merged(v)))
+            out = merged(var)
+            if size(out) * self.cards[var] > MAX_TABLE:
+                raise TooLarge(f"exact solution needs a table over {len(out) + 1} variables")
+            scopes = [f for f in scopes if var not in f] + [out]
+            eliminate.discard(var)
+            steps.append((var, out))
+        return steps
 
     def observed_joint(self) -> pd.DataFrame:
         """P(v) over the observed variables, one row per combination of levels."""
@@ -50,6 +87,15 @@ class DiscreteSCM:
         """P(outcome | do(treatment)) for every treatment value: columns X, Y and ``p``."""
         keep = tuple(treatment) + tuple(outcome)
         return _frame(self._contract(tuple(treatment), keep), keep)
+
+
+def _einsum(factors: list[tuple[np.ndarray, tuple[str, ...]]], out: tuple[str, ...]) -> np.ndarray:
+    letters = {a: i for i, a in enumerate(dict.fromkeys([a for _, axes in factors for a in axes] + list(out)))}
+    operands: list = []
+    for array, axes in factors:
+        operands += [array, [letters[a] for a in axes]]
+    operands.append([letters[a] for a in out])
+    return np.einsum(*operands, optimize="greedy")
 
 
 def _frame(tensor: np.ndarray, names: Sequence[str]) -> pd.DataFrame:

@@ -1,0 +1,236 @@
+"""Linear algebra on moment arrays: the shared kit of the regression-type estimators.
+
+Every linear estimator here (OLS, 2SLS, the linear front-door, AIPW's outcome models)
+starts from one Gram matrix ``G = sum_i v_i v_i'`` of a list of row terms
+``v = (1, d, x_1, ..., y)``: X'X, X'y, Z'Z, Z'X are sub-blocks of G, so one pass of
+per-bucket sums gives every point estimate, and the bucket bootstrap re-solves the
+systems for all replicates at once (Goldberger 1991, *A Course in Econometrics*, ch. 14:
+least squares from second moments). Variances are sandwiches whose "meat" is a second
+pass over the rows with the fitted coefficients as literals.
+
+API
+---
+``gram_exprs(terms)``
+    the upper-triangle row products ``terms[i] * terms[j]`` (row-major, i <= j): the
+    pass-1 moment expressions; their totals unpack with ``unpack_gram``.
+``unpack_gram(flat, m)``
+    ``(..., m(m+1)/2)`` totals -> symmetric ``(..., m, m)`` (vectorised over replicates).
+``batched_solve(a, b)``
+    ``a x = b`` over leading replicate axes; replicates whose system is singular come back
+    as NaN instead of failing the whole batch.
+``check_regressors(gram, names)``
+    raises :class:`EstimationError` naming constant, non-finite or collinear columns.
+``column_gram(engine, columns)``
+    pass 1 for models of plain columns: per-bucket Gram sums of ``(1, *columns)``,
+    re-run on recentred columns when ``recentring_shift`` asks; returns a ``GramPass``.
+``recentring_shift(gram, names)``
+    column means to subtract before a second Gram pass when raw moments would lose
+    digits to cancellation (a column whose mean dwarfs its spread, like a year).
+``score_meat(engine, scores, clustered=...)``
+    ``sum_i s_i s_i'`` (rows) or ``sum_g s_g s_g'`` (clusters, ``s_g`` = per-unit sums).
+``hc1_factor(n, k)``, ``cluster_factor(n, k, g)``
+    the small-sample corrections of Stata and statsmodels.
+``sandwich(bread_inv, meat)``
+    ``A^-1 B A^-T``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from causal_core.errors import EstimationError
+from causal_core.moments.engine import triu_pairs
+from causal_core.moments.expr import Expr, Lit, col
+
+# A column whose variance is below this fraction of its raw second moment is constant up
+# to rounding: centring from sums loses about log10(mean^2 / var) of the 16 digits.
+CONSTANT_TOL = 1e-10
+# A correlation-matrix eigenvalue below this is an exact linear dependence.
+COLLINEAR_TOL = 1e-9
+# Recentre when some column's mean^2 / variance exceeds this: centring raw sums would
+# lose log10(ratio) digits, which the regression's conditioning then multiplies.
+RECENTRE_RATIO = 1e3
+
+
+def gram_exprs(terms: Sequence[Expr]) -> list[Expr]:
+    """The row products ``terms[i] * terms[j]``, i <= j, in :func:`triu_pairs` order."""
+    return [terms[i] * terms[j] for i, j in triu_pairs(len(terms))]
+
+
+@lru_cache(maxsize=64)
+def _triu_index(m: int) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = np.triu_indices(m)  # row-major, the order of triu_pairs
+    return rows, cols
+
+
+def unpack_gram(flat: np.ndarray, m: int) -> np.ndarray:
+    """Symmetric ``(..., m, m)`` matrices from upper-triangle totals ``(..., m(m+1)/2)``."""
+    rows, cols = _triu_index(m)
+    flat = np.asarray(flat, dtype=np.float64)
+    if flat.shape[-1] != len(rows):
+        raise ValueError(f"expected {len(rows)} upper-triangle entries for m={m}, got {flat.shape[-1]}")
+    out = np.empty(flat.shape[:-1] + (m, m))
+    out[..., rows, cols] = flat
+    out[..., cols, rows] = flat
+    return out
+
+
+def batched_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve ``a x = b`` for every leading index; ``b`` is ``(..., p)`` or ``(..., p, r)``.
+
+    ``np.linalg.solve`` fails the whole batch when one replicate is singular (a bootstrap
+    draw that leaves a category empty); those replicates become NaN here instead.
+    """
+    vector = b.ndim == a.ndim - 1
+    rhs = b[..., None] if vector else b
+    try:
+        x = np.linalg.solve(a, rhs)
+    except np.linalg.LinAlgError:
+        batch = a.shape[:-2]
+        flat_a = a.reshape((-1,) + a.shape[-2:])
+        flat_b = np.broadcast_to(rhs, batch + rhs.shape[-2:]).reshape((-1,) + rhs.shape[-2:])
+        x = np.full(flat_b.shape, np.nan)
+        for i in range(len(flat_a)):
+            try:
+                x[i] = np.linalg.solve(flat_a[i], flat_b[i])
+            except np.linalg.LinAlgError:
+                pass
+        x = x.reshape(batch + rhs.shape[-2:])
+    return x[..., 0] if vector else x
+
+
+def check_regressors(gram: np.ndarray, names: Sequence[str], *, role: dict[str, str] | None = None) -> None:
+    """Fail with the names of constant, non-finite or collinear regressors.
+
+    ``gram`` is X'X with the intercept first (``names[0]``). Columns are centred and
+    scaled to a correlation matrix from the moments; a (near-)zero eigenvalue is an exact
+    linear dependence and the columns loading on its eigenvector are named (Belsley, Kuh
+    & Welsch 1980, *Regression Diagnostics*, ch. 3). ``role`` maps a name to a word used
+    in the message ("treatment", "instrument"...).
+    """
+    role = role or {}
+    label = [f"{role[n]} {n!r}" if n in role else repr(n) for n in names]
+    n = gram[0, 0]
+    diag = np.diag(gram)
+    bad = [label[j] for j in range(len(names)) if not np.isfinite(diag[j])]
+    if bad:
+        raise EstimationError(f"columns contain NaN or infinite values: {', '.join(bad)}")
+    if not n > 0:
+        raise EstimationError("no rows to estimate from")
+    mean = gram[0, 1:] / n
+    second = diag[1:] / n
+    cov = gram[1:, 1:] / n - np.outer(mean, mean)
+    var = np.diag(cov).copy()
+    const = [j for j in range(len(var)) if var[j] <= CONSTANT_TOL * max(second[j], 1e-300)]
+    if const:
+        what = ", ".join(f"{label[j + 1]} (= {mean[j]:.6g})" for j in const)
+        raise EstimationError(f"constant columns cannot be estimated: {what}; drop them or check the data")
+    scale = 1.0 / np.sqrt(var)
+    corr = cov * np.outer(scale, scale)
+    eigval, eigvec = np.linalg.eigh(corr)
+    null = eigval < COLLINEAR_TOL * max(1.0, float(eigval[-1]))
+    if null.any():
+        loads = np.abs(eigvec[:, null]).max(axis=1)
+        involved = [label[j + 1] for j in np.flatnonzero(loads > 1e-6)]
+        raise EstimationError(
+            f"collinear columns: {', '.join(involved)} are linearly dependent (with the intercept); "
+            "drop one of them or change the encoding")
+
+
+def recentring_shift(gram: np.ndarray, names: dict[int, str], *,
+                     ratio: float = RECENTRE_RATIO) -> dict[str, float]:
+    """Means to subtract from the named columns (Gram index -> column name) if any of them
+    has ``mean^2 > ratio * variance``; else an empty dict.
+
+    Least squares with an intercept is invariant to shifting regressors and outcome, and
+    the Gram of shifted columns has no catastrophic cancellation, so an extra pass over
+    ``x - mean`` buys back the digits (Chan, Golub & LeVeque 1983, "Algorithms for
+    computing the sample variance"; the two-pass algorithm). On the NIST Longley data
+    this takes the coefficients from 7 to 12 correct digits.
+    """
+    n = gram[0, 0]
+    if not n > 0:
+        return {}
+    worst = 0.0
+    means = {}
+    for j, name in names.items():
+        mean = gram[0, j] / n
+        var = gram[j, j] / n - mean * mean
+        if var <= CONSTANT_TOL * gram[j, j] / n:
+            continue  # constant: an error later, named with its value; never shifted
+        means[name] = float(mean)
+        if np.isfinite(mean) and mean != 0.0:
+            worst = max(worst, mean * mean / var)
+    return means if worst > ratio else {}
+
+
+@dataclass(frozen=True)
+class GramPass:
+    """Pass-1 result: row terms ``(1, *columns)`` (shifted if recentred), their Gram
+    expressions, the (K, m) per-bucket moments and the shift applied."""
+
+    terms: tuple[Expr, ...]
+    exprs: tuple[Expr, ...]
+    moments: np.ndarray
+    shift: tuple[tuple[str, float], ...]
+
+    def gram(self) -> np.ndarray:
+        return unpack_gram(self.moments.sum(axis=0), len(self.terms))
+
+
+def column_gram(engine, columns: Sequence[str]) -> GramPass:
+    """Per-bucket Gram sums of ``(1, *columns)``; a second pass on ``column - mean`` when
+    the first would lose digits (see :func:`recentring_shift`)."""
+    def run(shift: dict[str, float]) -> GramPass:
+        terms = (Lit(1.0), *(col(c) - Lit(shift[c]) if c in shift else col(c) for c in columns))
+        exprs = tuple(gram_exprs(terms))
+        return GramPass(terms, exprs, engine.bucket_sums(list(exprs)), tuple(shift.items()))
+
+    first = run({})
+    shift = recentring_shift(first.gram(), {j + 1: c for j, c in enumerate(columns)})
+    return run(shift) if shift else first
+
+
+def sandwich(bread_inv: np.ndarray, meat: np.ndarray) -> np.ndarray:
+    """``A^-1 B A^-T`` (Huber 1967; White 1980)."""
+    return bread_inv @ meat @ np.swapaxes(bread_inv, -1, -2)
+
+
+def hc1_factor(n: float, k: int) -> float:
+    """HC1's ``n / (n - k)`` (MacKinnon & White 1985; Stata's ``robust``)."""
+    if n <= k:
+        raise EstimationError(f"{int(n)} rows cannot fit {k} coefficients")
+    return n / (n - k)
+
+
+def cluster_factor(n: float, k: int, g: int) -> float:
+    """``G/(G-1) * (n-1)/(n-k)``, Stata's and statsmodels' cluster-robust correction
+    (Cameron & Miller 2015, "A practitioner's guide to cluster-robust inference", eq. 12)."""
+    if g < 2:
+        raise EstimationError(f"cluster-robust standard errors need at least 2 clusters, got {g}")
+    if n <= k:
+        raise EstimationError(f"{int(n)} rows cannot fit {k} coefficients")
+    return g / (g - 1.0) * (n - 1.0) / (n - k)
+
+
+def score_meat(engine, scores: Sequence[Expr], *, clustered: bool) -> np.ndarray:
+    """``(r, r)`` meat ``sum s s'`` of row scores, summed per unit when ``clustered``
+    (Liang & Zeger 1986; Arellano 1987). Row-wise it is one ``bucket_sums`` pass over the
+    products; clustered it is the engine's ``cluster_cross_sums``."""
+    r = len(scores)
+    flat = engine.cluster_cross_sums(scores) if clustered else engine.bucket_sums(gram_exprs(scores))
+    return unpack_gram(flat.sum(axis=0), r)
+
+
+def n_clusters(engine) -> int:
+    """The number of distinct units (clusters) in the engine's frame."""
+    return int(round(float(np.sum(engine.unit_counts()))))
+
+
+def small_sample_factor(engine, n: float, k: int, *, clustered: bool) -> float:
+    """HC1's factor, or the cluster factor with the engine's count of units."""
+    return cluster_factor(n, k, n_clusters(engine)) if clustered else hc1_factor(n, k)

@@ -1,0 +1,251 @@
+"""Regression adjustment (``ols``): least squares from one pass of moments.
+
+The model is ``y ~ 1 + d + x`` and, for a binary treatment, the fully interacted
+``y ~ 1 + d + x + d:x`` — separate regressions per arm — whose effect on a target
+population T is the standardisation (g-formula) ``tau + gamma' mean_T(x)`` with T all
+rows (ATE), the treated (ATT) or the controls (ATC) (Imbens & Wooldridge 2009, "Recent
+developments in the econometrics of program evaluation", §5.3; Lin 2013). The additive
+model's coefficient is a variance-weighted average of heterogeneous effects (Angrist &
+Pischke 2009, §3.3.1), so interactions are the default whenever the treatment is binary.
+
+Everything is a function of the Gram matrix of ``(1, d, x, d:x, y)``: X'X, X'y and the
+target means ``mean_T(x)`` (sums of x and d*x over the sum of 1 or d), so the bucket
+bootstrap reweights the means along with the regression.
+
+Standard errors: HC1 (MacKinnon & White 1985) or cluster-robust by unit (Liang & Zeger
+1986) from a second pass with the coefficients as literals, with Stata's small-sample
+factors. The effect's variance stacks the regression scores ``x e`` with the mean scores
+``w (x - mean_T)`` (w = 1, d or 1-d): the delta method for the standardised effect
+(Newey & McFadden 1994, §6). ``diagnostics["se_fixed_covariates"]`` is the variance
+that treats the covariate means as fixed — what statsmodels reports for the treatment
+coefficient after centring the covariates at the target means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from causal_core.errors import EstimationError
+from causal_core.estimators.base import BootstrapOptions, Design, Estimator, register
+from causal_core.estimators.inference import bootstrap_replicates, check_options, coefficient_row, summarize
+from causal_core.estimators.linear import (
+    CONSTANT_TOL, batched_solve, check_regressors, gram_exprs, n_clusters, recentring_shift, sandwich,
+    score_meat, small_sample_factor, unpack_gram,
+)
+from causal_core.moments.expr import Expr, Lit, col, linear
+
+COV_TYPES = ("HC1", "nonrobust")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Pass-1 variables ``(1, d, x_1..x_p, [d:x_1..d:x_p], y)`` and which enter the fit.
+
+    ``shift`` subtracts constants from columns (never from a binary treatment): the
+    slopes, the effect and the residuals are unchanged, the moments better conditioned.
+    """
+
+    design: Design
+    has_interactions: bool  # d:x columns are in the moments
+    use_interactions: bool  # ... and in the model
+    shift: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def p(self) -> int:
+        return len(self.design.covariates)
+
+    def term(self, name: str) -> Expr:
+        c = dict(self.shift).get(name)
+        return col(name) if c is None else col(name) - Lit(c)
+
+    @property
+    def variables(self) -> list[Expr]:
+        d, xs = self.term(self.design.treatment), [self.term(x) for x in self.design.covariates]
+        inter = [d * x for x in xs] if self.has_interactions else []
+        return [Lit(1.0), d, *xs, *inter, self.term(self.design.outcome)]
+
+    @property
+    def regressors(self) -> np.ndarray:
+        k = 2 + self.p
+        return np.arange(k + self.p) if self.use_interactions else np.arange(k)
+
+    @property
+    def y(self) -> int:
+        return len(self.variables) - 1
+
+    def names(self) -> list[str]:
+        lab = self.design.label
+        d = lab(self.design.treatment)
+        xs = [lab(x) for x in self.design.covariates]
+        return (["const", d, *xs] + [f"{d}:{x}" for x in xs])[: len(self.regressors)]
+
+    def shiftable(self) -> dict[int, str]:
+        """Gram index -> column for the columns a shift may move (not a binary treatment)."""
+        out = {2 + j: x for j, x in enumerate(self.design.covariates)}
+        out[self.y] = self.design.outcome
+        if not self.use_interactions:
+            out[1] = self.design.treatment
+        return out
+
+    def exprs(self) -> list[Expr]:
+        d = col(self.design.treatment)
+        off_binary = d * (Lit(1.0) - d)
+        return [*gram_exprs(self.variables), off_binary * off_binary]
+
+
+def target_means(g: np.ndarray, target: str, p: int) -> np.ndarray:
+    """``(..., p)`` covariate means over the target population, from Gram matrices."""
+    xs = slice(2, 2 + p)
+    n, n1 = g[..., 0, 0], g[..., 0, 1]
+    sx, s1x = g[..., 0, xs], g[..., 1, xs]
+    if target == "att":
+        return s1x / n1[..., None]
+    if target == "atc":
+        return (sx - s1x) / (n - n1)[..., None]
+    return sx / n[..., None]
+
+
+@register
+class OLS(Estimator):
+    """Regression adjustment by least squares; see the module docstring."""
+
+    name = "ols"
+    strategies = frozenset({"backdoor"})
+    targets = frozenset({"ate", "att", "atc"})
+    binary_treatment = False
+
+    def __init__(self, *, interactions: bool | None = None, cov_type: str = "HC1",
+                 bootstrap: BootstrapOptions = BootstrapOptions(), level: float | None = None,
+                 ci_method: str | None = None) -> None:
+        self.interactions = interactions
+        self.cov_type = cov_type
+        self.bootstrap = bootstrap
+        self.level = level
+        self.ci_method = ci_method
+
+    def _check(self, design: Design) -> None:
+        self.check_design(design)
+        check_options(self.bootstrap, self.ci_method, self.level)
+        if self.cov_type not in COV_TYPES:
+            raise EstimationError(f"ols: cov_type {self.cov_type!r} is unknown; expected one of {COV_TYPES}")
+        if self.cov_type == "nonrobust" and design.clustered:
+            raise EstimationError("ols: cov_type='nonrobust' cannot be used with a clustered (unit id) design")
+
+    def _layout(self, design: Design, totals: np.ndarray, probe: _Layout) -> _Layout:
+        g = unpack_gram(totals[:-1], len(probe.variables))
+        n, d = g[0, 0], design.treatment
+        if not n > 0:
+            raise EstimationError("ols: no rows to estimate from")
+        var_d = g[1, 1] / n - (g[0, 1] / n) ** 2
+        if not np.isfinite(var_d):
+            raise EstimationError(f"ols: treatment {design.label(d)!r} contains NaN or infinite values")
+        if var_d <= CONSTANT_TOL * max(g[1, 1] / n, 1e-300):
+            raise EstimationError(f"ols: treatment {design.label(d)!r} is constant (= {g[0, 1] / n:.6g}); "
+                                  "no contrast to estimate")
+        binary = totals[-1] == 0.0
+        if not binary and (design.target != "ate" or self.interactions):
+            why = f"target {design.target.upper()}" if design.target != "ate" else "interactions=True"
+            raise EstimationError(f"ols: {why} needs a binary 0/1 treatment; {design.label(d)!r} is not")
+        use = bool(probe.has_interactions and binary and self.interactions is not False and design.covariates)
+        return _Layout(design, probe.has_interactions, use)
+
+    def fit(self, engine, design: Design) -> OLS:
+        self._check(design)
+        probe = _Layout(design, has_interactions=self.interactions is not False and bool(design.covariates),
+                        use_interactions=False)
+        exprs = probe.exprs()
+        moments = engine.bucket_sums(exprs)
+        layout = self._layout(design, moments.sum(axis=0), probe)
+        shift = recentring_shift(unpack_gram(moments.sum(axis=0)[:-1], len(layout.variables)), layout.shiftable())
+        if shift:
+            layout = replace(layout, shift=tuple(shift.items()))
+            exprs = layout.exprs()
+            moments = engine.bucket_sums(exprs)
+        totals = moments.sum(axis=0)
+        names = layout.names()
+        g = unpack_gram(totals[:-1], len(layout.variables))
+        reg = layout.regressors
+        check_regressors(g[np.ix_(reg, reg)], names, role={names[1]: "treatment"})
+        statistic = _statistic(layout)
+        estimate = float(statistic(totals[None])[0])
+        analytic = self._analytic(engine, design, layout, g)
+        reps = bootstrap_replicates(engine, exprs, moments, statistic, self.bootstrap)
+        diagnostics = analytic.pop("diagnostics")
+        diagnostics["recentred"] = bool(shift)
+        contrast = None if totals[-1] == 0.0 else f"+1 unit of {design.label(design.treatment)}"
+        self.result_ = summarize(self.name, design, estimate=estimate, analytic_se=analytic["se"],
+                                 n=int(round(g[0, 0])), replicates=reps, bootstrap=self.bootstrap,
+                                 ci_method=self.ci_method, level=self.level, diagnostics=diagnostics,
+                                 contrast=contrast)
+        return self
+
+    def _analytic(self, engine, design: Design, layout: _Layout, g: np.ndarray) -> dict:
+        """Sandwich (or nonrobust) variance of the standardised effect; see module docstring."""
+        reg, y, p = layout.regressors, layout.y, layout.p
+        terms = [layout.variables[i] for i in reg]
+        xtx = g[np.ix_(reg, reg)]
+        a_inv = np.linalg.inv(xtx)
+        beta = np.linalg.solve(xtx, g[reg, y])
+        q, n = len(reg), g[0, 0]
+        resid = layout.variables[y] - linear(beta, terms)
+        scores = [t * resid for t in terms]
+        c = np.zeros(q)
+        c[1] = 1.0
+        l_mu = np.zeros(0)
+        if layout.use_interactions:
+            mu = target_means(g, design.target, p)
+            c[2 + p:] = mu
+            w = {"ate": Lit(1.0), "att": col(design.treatment),
+                 "atc": Lit(1.0) - col(design.treatment)}[design.target]
+            n_target = {"ate": n, "att": g[0, 1], "atc": n - g[0, 1]}[design.target]
+            scores += [w * (layout.term(x) - Lit(m)) for x, m in zip(design.covariates, mu)]
+            l_mu = beta[2 + p:] / n_target
+        if self.cov_type == "nonrobust" and layout.use_interactions:
+            raise EstimationError("ols: cov_type='nonrobust' needs interactions=False (the standardised "
+                                  "effect's variance includes the covariate means)")
+        meat = score_meat(engine, scores if self.cov_type == "HC1" else scores[:1], clustered=design.clustered)
+        ssr = float(meat[0, 0])
+        if self.cov_type == "nonrobust":
+            v_beta = ssr / (n - q) * a_inv
+            var = float(c @ v_beta @ c)
+        else:
+            factor = small_sample_factor(engine, n, q, clustered=design.clustered)
+            v_beta = factor * sandwich(a_inv, meat[:q, :q])
+            lin = np.concatenate([c @ a_inv, l_mu])
+            var = float(factor * lin @ meat @ lin)
+        tss = g[y, y] - g[0, y] ** 2 / n
+        ssr_gram = g[y, y] - beta @ g[reg, y]  # valid clustered too, where meat[0, 0] is not the SSR
+        shift = dict(layout.shift)
+        diagnostics = {
+            "n": int(round(n)), "r2": float(1.0 - ssr_gram / tss) if tss > 0 else float("nan"),
+            "cov_type": "cluster" if design.clustered else self.cov_type,
+            "interactions": layout.use_interactions, "regressors": layout.names(),
+            "treatment_coef": coefficient_row(beta[1], float(np.sqrt(v_beta[1, 1]))),
+            "se_fixed_covariates": float(np.sqrt(c @ v_beta @ c)),
+            "covariate_means": [float(m) + shift.get(x, 0.0) for m, x in zip(c[2 + p:], design.covariates)],
+        }
+        if design.clustered:
+            diagnostics["n_clusters"] = n_clusters(engine)
+        if design.target != "ate" and not layout.use_interactions:
+            diagnostics["warnings"] = [f"the {design.target.upper()} without interactions assumes a "
+                                       "constant treatment effect"]
+        return {"se": float(np.sqrt(var)), "diagnostics": diagnostics}
+
+
+def _statistic(layout: _Layout):
+    """The vectorised effect ``(B, m) totals -> (B,)``: solve X'X b = X'y per replicate,
+    then standardise over the target means when the model is interacted."""
+    reg, y, p, m = layout.regressors, layout.y, layout.p, len(layout.variables)
+    target = layout.design.target
+
+    def statistic(totals: np.ndarray) -> np.ndarray:
+        g = unpack_gram(totals[:, :-1], m)
+        beta = batched_solve(g[:, reg][:, :, reg], g[:, reg, y])
+        effect = beta[:, 1]
+        if layout.use_interactions:
+            effect = effect + np.einsum("bj,bj->b", beta[:, 2 + p:], target_means(g, target, p))
+        return effect
+
+    return statistic

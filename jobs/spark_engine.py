@@ -1,0 +1,255 @@
+"""The Spark moment engine: per-bucket sums of row expressions, computed by Spark.
+
+It answers the :class:`causal_core.moments.engine.MomentEngine` questions on a prepared
+DataFrame (numeric model columns, ``__bucket`` from :func:`with_buckets`, and ``__unit``
+when rows are clustered) with one aggregation per question; the driver receives a
+K x m array and never a row. This module is the only place those aggregates reach the
+driver (:func:`collect_arrow`, which refuses anything larger than the array asked for).
+
+* :func:`compile_expr` turns an expression of :mod:`causal_core.moments.expr` into a
+  Column computing the same float64 arithmetic as ``evaluate_numpy`` (IEEE division by
+  zero, NaN-aware comparisons, ``log`` of 0 and negatives) under ANSI mode or not.
+* Moments are exploded to ``(group, position, value)`` and summed with exact
+  fixed-point limbs (:mod:`jobs.exact_sums`), so the arrays are bit-for-bit the same
+  whatever the partitioning; ``exact=False`` uses plain ``sum(double)`` instead.
+* ``RowPoisson`` weights are Poisson(1) inverse-CDF draws on ``xxhash64(unit, seed,
+  replicate)``: keyed on the unit, never on partition order (DESIGN.md, Determinism).
+
+Transcendental functions (``exp``, ``log``) come from Java's StrictMath and may differ
+from numpy's in the last ulp; everything else is the same IEEE operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from causal_core.errors import DataCheckError
+from causal_core.moments.engine import BUCKET, DEFAULT_BUCKETS, UNIT, triu_pairs
+from causal_core.moments.expr import BinOp, Col, Compare, Expr, Func, Lit, RowPoisson, poisson1_cdf
+from jobs.exact_sums import LIMBS, REST, combine_limbs, limb_aggregates, q, with_limbs, with_total
+
+_POS, _VAL, _GROUP = "__pos", "__v", "__g"
+_NAN, _INF = float("nan"), float("inf")
+
+
+def _poisson1(uniform: Column) -> Column:
+    """Inverse CDF of Poisson(1): the number of CDF thresholds at or below u (the same
+    rule as ``np.searchsorted(cdf, u, side="right")`` in the pandas engine)."""
+    out = None
+    for k, threshold in enumerate(poisson1_cdf()):
+        cond = uniform < F.lit(float(threshold))
+        out = F.when(cond, F.lit(float(k))) if out is None else out.when(cond, F.lit(float(k)))
+    return out.otherwise(F.lit(float(len(poisson1_cdf()))))
+
+
+def poisson_weight(key: Column, seed: int, replicate: Column) -> Column:
+    """Poisson(1) draw from the top 53 bits of ``xxhash64(key, seed, replicate)``."""
+    h = F.xxhash64(key, F.lit(int(seed)), replicate)
+    return _poisson1(F.shiftrightunsigned(h, 11).cast("double") / F.lit(float(1 << 53)))
+
+
+def _divide(a: Column, b: Column) -> Column:
+    # Spark returns NULL (or raises, under ANSI) on x / 0; IEEE gives +-inf or NaN with the
+    # sign of the zero, which pow(b, -1) reproduces: pow(-0.0, -1) = -inf.
+    return F.when(b == F.lit(0.0), a * F.pow(b, F.lit(-1.0))).otherwise(a / b)
+
+
+def _func(fn: str, a: Column) -> Column:
+    if fn == "exp":
+        return F.exp(a)
+    if fn == "log":  # Spark's log is NULL at x <= 0; numpy's is -inf at 0 and NaN below
+        return F.when(a == F.lit(0.0), F.lit(-_INF)).when(a < F.lit(0.0), F.lit(_NAN)).otherwise(F.log(a))
+    if fn == "sigmoid":
+        return F.lit(1.0) / (F.lit(1.0) + F.exp(-a))
+    if fn == "abs":
+        return F.abs(a)
+    return F.sqrt(a)
+
+
+def _compare(op: str, a: Column, b: Column) -> Column:
+    # Spark orders NaN above everything and NaN = NaN; IEEE (numpy) makes every comparison
+    # with NaN false except "!=".
+    cond = {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}[op]
+    either_nan = F.isnan(a) | F.isnan(b)
+    return F.when(either_nan, F.lit(1.0 if op == "!=" else 0.0)).otherwise(cond.cast("double"))
+
+
+def compile_expr(expr: Expr, key: Column | None = None) -> Column:
+    """A double Column computing ``expr`` row by row, as ``evaluate_numpy`` does.
+
+    ``key`` is the unit key that :class:`RowPoisson` draws hash (default ``__unit``).
+    A NULL cell reads as NaN, as it does in pandas.
+    """
+    if isinstance(expr, Col):
+        return F.coalesce(q(expr.name).cast("double"), F.lit(_NAN))
+    if isinstance(expr, Lit):
+        return F.lit(float(expr.value))
+    if isinstance(expr, BinOp):
+        a, b = compile_expr(expr.left, key), compile_expr(expr.right, key)
+        if expr.op == "+":
+            return a + b
+        if expr.op == "-":
+            return a - b
+        if expr.op == "*":
+            return a * b
+        return _divide(a, b)
+    if isinstance(expr, Func):
+        return _func(expr.fn, compile_expr(expr.arg, key))
+    if isinstance(expr, Compare):
+        return _compare(expr.op, compile_expr(expr.left, key), compile_expr(expr.right, key))
+    if isinstance(expr, RowPoisson):
+        return poisson_weight(q(UNIT) if key is None else key, expr.seed, F.lit(int(expr.replicate)))
+    raise TypeError(f"not a moment expression: {expr!r}")
+
+
+def with_buckets(df: DataFrame, n_buckets: int, unit_column: str | None = None, salt: str = "whybatch") -> DataFrame:
+    """Add ``__bucket = pmod(xxhash64(unit, salt), K)``, and ``__unit`` when a unit is given.
+
+    Without a unit the hash covers every column of the row, so the bucket is a function of
+    the row's values, never of its position or partition.
+    """
+    if n_buckets < 1:
+        raise ValueError(f"n_buckets must be >= 1, got {n_buckets}")
+    if unit_column is not None:
+        if unit_column not in df.columns:
+            raise DataCheckError(f"unit column {unit_column!r} is not in the frame (columns: {df.columns})")
+        df = df if unit_column == UNIT else df.withColumn(UNIT, q(unit_column))
+        h = F.xxhash64(q(UNIT), F.lit(salt))
+    else:
+        h = F.xxhash64(*[q(c) for c in df.columns], F.lit(salt))
+    return df.withColumn(BUCKET, F.pmod(h, F.lit(int(n_buckets))).cast("int"))
+
+
+def collect_arrow(df: DataFrame, max_rows: int, what: str):
+    """Collect a small aggregate as an Arrow table; refuse more than ``max_rows`` rows."""
+    table = df.limit(int(max_rows) + 1).toArrow()
+    if table.num_rows > max_rows:
+        raise DataCheckError(f"{what}: more than {max_rows} rows would reach the driver; this is a bug")
+    return table
+
+
+class SparkMomentEngine:
+    """Per-bucket moment sums over a prepared Spark DataFrame (see the module docstring).
+
+    ``persist()`` caches the frame (optionally projected to the columns a fit needs) for
+    estimators that take several passes; ``with engine.persist(): ...`` unpersists on exit.
+    """
+
+    def __init__(self, df: DataFrame, *, n_buckets: int = DEFAULT_BUCKETS, exact: bool = True) -> None:
+        if BUCKET not in df.columns:
+            raise DataCheckError(f"the frame has no {BUCKET!r} column; prepare it with with_buckets()")
+        self._source = df
+        self._frame = df
+        self._n = int(n_buckets)
+        self.exact = exact
+        self.unit_column = UNIT if UNIT in df.columns else None
+        self._cached: DataFrame | None = None
+
+    @property
+    def n_buckets(self) -> int:
+        return self._n
+
+    def persist(self, columns: Sequence[str] | None = None) -> SparkMomentEngine:
+        self.unpersist()
+        frame = self._source
+        if columns is not None:
+            keep = list(dict.fromkeys([*columns, BUCKET, *([UNIT] if self.unit_column else [])]))
+            frame = frame.select(*[q(c) for c in keep])
+        self._cached = frame.persist()
+        self._frame = self._cached
+        return self
+
+    def unpersist(self) -> None:
+        if self._cached is not None:
+            self._cached.unpersist()
+        self._cached = None
+        self._frame = self._source
+
+    def __enter__(self) -> SparkMomentEngine:
+        if self._cached is None:
+            self.persist()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.unpersist()
+
+    def _key(self) -> Column:
+        """What row-level draws are keyed on: the unit, or a hash of the row's values."""
+        if self.unit_column is not None:
+            return q(UNIT)
+        return F.xxhash64(*[q(c) for c in self._source.columns if c != BUCKET])
+
+    def _values(self, exprs: Sequence[Expr]) -> Column:
+        key = self._key()
+        return F.array(*[compile_expr(e, key) for e in exprs])
+
+    def _sum_long(self, long: DataFrame, groups: Sequence[str]) -> DataFrame:
+        """Sum ``__v`` by ``groups``: exact limbs, or plain double sums."""
+        if not self.exact:
+            return long.groupBy(*[q(g) for g in groups]).agg(F.sum(F.col(_VAL)).alias(_VAL))
+        return with_limbs(long, _VAL, groups).groupBy(*[q(g) for g in groups]).agg(*limb_aggregates())
+
+    def _dense(self, agg: DataFrame, n_groups: int, m: int, what: str) -> np.ndarray:
+        table = collect_arrow(agg, n_groups * m, what)
+        group = table.column(_GROUP).to_numpy().astype(np.int64)
+        pos = table.column(_POS).to_numpy().astype(np.int64)
+        if self.exact:
+            limbs = np.column_stack([table.column(n).to_numpy() for n in LIMBS]) if len(group) else \
+                np.zeros((0, len(LIMBS)), dtype=np.int64)
+            values = combine_limbs(limbs, table.column(REST).to_numpy())
+        else:
+            values = table.column(_VAL).to_numpy()
+        if len(group) and (group.min() < 0 or group.max() >= n_groups):
+            raise DataCheckError(f"{what}: group ids outside [0, {n_groups}); is n_buckets={self._n} the K "
+                                 "that with_buckets() used?")
+        out = np.zeros((n_groups, m))
+        out[group, pos] = values
+        return out
+
+    def bucket_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
+        if not exprs:
+            return np.zeros((self._n, 0))
+        long = self._frame.select(q(BUCKET).alias(_GROUP), F.posexplode(self._values(exprs)).alias(_POS, _VAL))
+        return self._dense(self._sum_long(long, [_GROUP, _POS]), self._n, len(exprs), "bucket sums")
+
+    def cluster_cross_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
+        m = len(exprs)
+        pairs = triu_pairs(m)
+        if self.unit_column is None:  # every row is its own unit
+            return self.bucket_sums([exprs[i] * exprs[j] for i, j in pairs])
+        long = self._frame.select(q(UNIT), q(BUCKET), F.posexplode(self._values(exprs)).alias(_POS, _VAL))
+        keys = [UNIT, BUCKET, _POS]
+        per_unit = self._sum_long(long, keys)
+        if self.exact:
+            per_unit = with_total(per_unit, keys, _VAL)
+        scores = per_unit.groupBy(q(UNIT), q(BUCKET)).agg(
+            F.map_from_entries(F.collect_list(F.struct(F.col(_POS), F.col(_VAL)))).alias("__s"))
+        s = F.col("__s")
+        products = F.array(*[F.element_at(s, F.lit(i)) * F.element_at(s, F.lit(j)) for i, j in pairs])
+        long2 = scores.select(q(BUCKET).alias(_GROUP), F.posexplode(products).alias(_POS, _VAL))
+        return self._dense(self._sum_long(long2, [_GROUP, _POS]), self._n, len(pairs), "cluster cross sums")
+
+    def unit_counts(self) -> np.ndarray:
+        count = F.count_distinct(q(UNIT)) if self.unit_column else F.count(F.lit(1))
+        agg = self._frame.groupBy(q(BUCKET).alias(_GROUP)).agg(count.alias(_VAL))
+        table = collect_arrow(agg, self._n, "unit counts")
+        out = np.zeros(self._n)
+        out[table.column(_GROUP).to_numpy().astype(np.int64)] = table.column(_VAL).to_numpy()
+        return out
+
+    def replicate_sums(self, exprs: Sequence[Expr], n_replicates: int, seed: int) -> np.ndarray:
+        """Exact row-level Poisson bootstrap totals: each row is exploded into its B
+        replicate weights (the same draws as ``RowPoisson(b, seed)``), one aggregation."""
+        b, m = int(n_replicates), len(exprs)
+        if b < 1 or m == 0:
+            return np.zeros((max(b, 0), m))
+        base = self._frame.select(self._key().alias("__key"), self._values(exprs).alias("__vals"))
+        reps = base.select("__key", "__vals", F.explode(F.sequence(F.lit(0), F.lit(b - 1))).alias(_GROUP))
+        w = poisson_weight(F.col("__key"), seed, F.col(_GROUP))
+        weighted = reps.select(_GROUP, w.alias("__w"), "__vals").select(
+            _GROUP, F.posexplode(F.transform(F.col("__vals"), lambda v: v * F.col("__w"))).alias(_POS, _VAL))
+        return self._dense(self._sum_long(weighted, [_GROUP, _POS]), b, m, "replicate sums")

@@ -1,0 +1,162 @@
+"""Adjustment sets against a brute-force, path-by-path reading of the criterion."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from causal_core.adjustment import (
+    AdjustmentResult,
+    OptimalSet,
+    adjustment_sets,
+    canonical_adjustment_set,
+    forbidden_set,
+    is_valid_adjustment,
+    minimal_adjustment_sets,
+    optimal_adjustment_set,
+)
+from causal_core.errors import GraphError
+from causal_core.graph import CausalGraph
+from causal_core.separators import connecting_path, effect_structure
+from tests.causal_core.graph_oracles import AdjustmentOracle, Oracle, causal_graphs, queries, subsets
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _sets(found) -> set[frozenset]:
+    return {frozenset(z) for z in found}
+
+
+@SETTINGS
+@given(queries())
+def test_against_the_brute_force_criterion(q):
+    """One oracle per example, several claims (the path enumeration is the slow part)."""
+    graph, xs, ys = q
+    oracle = AdjustmentOracle(graph, xs, ys)
+    assert set(forbidden_set(graph, xs, ys)) == oracle.forb & set(graph.observed)
+    # validity, on every subset of the observed covariates
+    for z in subsets(oracle.candidates):
+        assert is_valid_adjustment(graph, xs, ys, z) == oracle.valid(z), sorted(z)
+    # the minimal sets are exactly the inclusion-minimal valid subsets
+    found = minimal_adjustment_sets(graph, xs, ys, cap=10_000)
+    assert _sets(found) == oracle.minimal_sets()
+    assert len(found) == len(_sets(found))
+    assert [len(z) for z in found] == sorted(len(z) for z in found)
+    assert bool(found) == bool(oracle.valid_sets)  # no valid set is missed
+    # canonical: valid iff some set is
+    canonical = canonical_adjustment_set(graph, xs, ys)
+    assert (canonical is not None) == bool(oracle.valid_sets)
+    if canonical is not None:
+        assert oracle.valid(frozenset(canonical))
+    # optimal: valid when given; always given in a DAG when Y ⊆ De(X) and a set exists
+    optimal = optimal_adjustment_set(graph, xs, ys)
+    assert optimal.reason
+    if optimal.variables is not None:
+        assert oracle.valid(frozenset(optimal.variables))
+    in_de_x = set(ys) <= oracle.o.cn(xs, ys)
+    if not graph.has_latents() and in_de_x and oracle.valid_sets:
+        assert optimal.variables is not None  # Henckel et al. (2022), theorem 3.4
+    if not in_de_x:
+        assert optimal.variables is None and "not a descendant" in optimal.reason
+
+
+@SETTINGS
+@given(queries(), st.data())
+def test_include_and_exclude_constraints(q, data):
+    graph, xs, ys = q
+    oracle = AdjustmentOracle(graph, xs, ys)
+    free = sorted(oracle.candidates - oracle.forb)
+    include = frozenset(data.draw(st.lists(st.sampled_from(free), max_size=2, unique=True))) if free else frozenset()
+    rest = [v for v in free if v not in include]
+    exclude = frozenset(data.draw(st.lists(st.sampled_from(rest), max_size=2, unique=True))) if rest else frozenset()
+    result = adjustment_sets(graph, xs, ys, include=include, exclude=exclude, cap=10_000)
+    assert _sets(result.minimal) == oracle.minimal_sets(include, exclude)
+    assert not result.truncated
+    assert bool(result.reason) == (not result.minimal)
+    if not result.minimal:
+        assert result.reason.startswith("no valid adjustment set: the ")
+
+
+@SETTINGS
+@given(queries())
+def test_no_set_reason_names_an_open_path(q):
+    graph, xs, ys = q
+    result = adjustment_sets(graph, xs, ys)
+    assert isinstance(result, AdjustmentResult)
+    assert result.exists == (result.reason == "")
+    assert AdjustmentResult.from_dict(result.to_dict()) == result
+    if result.exists:
+        return
+    s = effect_structure(graph, tuple(sorted(xs)), tuple(sorted(ys)))
+    forb = Oracle(graph).forbidden(xs, ys)
+    z = set().union(*(graph.ancestors(v) for v in xs + ys)) & set(graph.observed) - forb - set(ys)
+    path = connecting_path(s.pbd, s.xs, s.ys, z)
+    assert path is not None and len(set(path)) == len(path)
+    assert path[0] in xs and path[-1] in ys and not set(path[1:]) & set(xs)
+    oracle = Oracle(graph, s.pbd)
+    assert not oracle.blocked(path, z)
+
+
+@settings(max_examples=60, deadline=None)
+@given(queries(graphs=causal_graphs(min_observed=8, max_observed=10, max_density=0.5)))
+def test_cap_truncates_and_reports(q):
+    graph, xs, ys = q
+    everything = minimal_adjustment_sets(graph, xs, ys, cap=10_000)
+    result = adjustment_sets(graph, xs, ys, cap=2)
+    assert result.truncated == (len(everything) > 2)
+    assert len(result.minimal) == min(2, len(everything))
+    assert _sets(result.minimal) <= _sets(everything)
+
+
+# ---------------------------------------------------------------- worked examples
+def test_textbook_examples():
+    # Pearl (2009) fig. 3.4-like: Z confounds, W is a cause of Y only.
+    g = CausalGraph.parse("A -> Z; B -> Z; A -> X; Z -> X; Z -> Y; W -> Y; X -> Y")
+    r = adjustment_sets(g, "X", "Y")
+    assert r.minimal == (("Z",),)
+    assert r.optimal == OptimalSet(("W", "Z"), r.optimal.reason)
+    assert r.canonical == ("A", "B", "W", "Z")
+    # M-bias: adjusting for the collider M alone is invalid; the empty set is minimal.
+    m = CausalGraph.parse("U1 -> M; U2 -> M; U1 -> X; U2 -> Y; X -> Y")
+    assert minimal_adjustment_sets(m, "X", "Y") == ((),)
+    assert not is_valid_adjustment(m, "X", "Y", ["M"])
+    assert is_valid_adjustment(m, "X", "Y", ["M", "U1"])
+    assert set(minimal_adjustment_sets(m, "X", "Y", include=["M"])) == {("M", "U1"), ("M", "U2")}
+
+
+def test_latents_and_bidirected_edges():
+    g = CausalGraph.parse("X -> M -> Y; X <-> Y")
+    r = adjustment_sets(g, "X", "Y")
+    assert r.minimal == () and r.canonical is None
+    assert "back-door path X <-> Y is open" in r.reason
+    assert r.optimal.variables is None and "bidirected edge X <-> Y" in r.optimal.reason
+    h = CausalGraph.parse("latent U\nU -> X; U -> C; C -> Y; X -> Y")
+    assert minimal_adjustment_sets(h, "X", "Y") == (("C",),)
+    assert not is_valid_adjustment(h, "X", "Y", ["U"])
+    o = optimal_adjustment_set(CausalGraph.parse("latent U\nU -> Y; X -> Y; U -> W"), "X", "Y")
+    assert o.variables is None and "latent variable U" in o.reason
+    blocked = CausalGraph.parse("latent U\nU -> X; U -> Y; X -> Y")
+    assert "X <- U -> Y" in adjustment_sets(blocked, "X", "Y").reason
+
+
+def test_several_treatments_and_outcomes():
+    g = CausalGraph.parse("C -> X1; C -> Y2; X1 -> X2; X2 -> Y1; Y1 -> Y2; D -> X2; D -> Y1")
+    assert set(minimal_adjustment_sets(g, ["X1", "X2"], ["Y1", "Y2"])) == {("C", "D")}
+    assert forbidden_set(g, ["X1", "X2"], ["Y1", "Y2"]) == ("X1", "X2", "Y1", "Y2")
+
+
+def test_constraint_errors_name_the_variable():
+    g = CausalGraph.parse("latent U\nC -> X; C -> Y; X -> M -> Y; M -> D; U -> C; U -> Y")
+    with pytest.raises(GraphError, match="'M', which is forbidden"):
+        adjustment_sets(g, "X", "Y", include=["M"])
+    with pytest.raises(GraphError, match="'U', a latent variable"):
+        minimal_adjustment_sets(g, "X", "Y", include=["U"])
+    with pytest.raises(GraphError, match="both included and excluded"):
+        adjustment_sets(g, "X", "Y", include=["C"], exclude=["C"])
+    with pytest.raises(GraphError, match="unknown variables"):
+        is_valid_adjustment(g, "X", "Y", ["Nope"])
+    with pytest.raises(GraphError, match="unknown treatment"):
+        adjustment_sets(g, "Nope", "Y")
+    r = adjustment_sets(g, "X", "Y", exclude=["C"])
+    assert r.minimal == () and "within the include/exclude constraints" in r.reason

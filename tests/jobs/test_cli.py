@@ -1,0 +1,48 @@
+"""The whybatch CLI: plan output, JSON, and exit codes for bad input."""
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from causal_core.plan import EstimandPlan
+from jobs.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def test_plan_prints_every_example_study():
+    for study in sorted((ROOT / "conf" / "studies").glob("*.yaml")):
+        out = runner.invoke(app, ["plan", str(study)])
+        assert out.exit_code == 0, out.output
+        assert "Estimand plan for P(" in out.output and "default:" in out.output
+
+
+def test_plan_json_round_trips():
+    out = runner.invoke(app, ["plan", str(ROOT / "conf/studies/ads_frontdoor.yaml"), "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    plan = EstimandPlan.from_dict(doc["purchase"])
+    assert plan.default == "frontdoor"
+    assert json.loads(plan.to_json()) == doc["purchase"]
+
+
+def test_bad_spec_exits_2_and_names_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndata: {table: t}\ngraph: 'a -> b -> a'\ntreatment: a\noutcome: b\ncolour: red\n")
+    out = runner.invoke(app, ["plan", str(bad)])
+    assert out.exit_code == 2
+    assert "cycle" in out.output and "colour" in out.output
+
+
+def test_missing_study_exits_2(tmp_path):
+    out = runner.invoke(app, ["plan", str(tmp_path / "nope.yaml")])
+    assert out.exit_code == 2 and "no such study file" in out.output
+
+
+def test_non_identifiable_study_exits_1(tmp_path):
+    spec = tmp_path / "bow.yaml"
+    spec.write_text("name: bow\ndata: {table: t}\ngraph: 'x -> y; x <-> y'\ntreatment: x\noutcome: y\n")
+    out = runner.invoke(app, ["plan", str(spec)])
+    assert out.exit_code == 1 and "NOT IDENTIFIABLE" in out.output and "hedge" in out.output

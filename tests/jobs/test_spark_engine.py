@@ -1,0 +1,183 @@
+"""The Spark moment engine returns the pandas engine's arrays, bit-identical across
+partitionings, with row-level Poisson draws keyed on the unit. (``toPandas`` here only
+brings small test frames to the pandas oracle.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from causal_core.errors import DataCheckError
+from causal_core.moments import BUCKET, UNIT, PandasMomentEngine, col, exp, linear, lit, log, sigmoid
+from causal_core.moments.expr import Func, RowPoisson, evaluate_numpy
+from jobs.spark_engine import SparkMomentEngine, collect_arrow, compile_expr, with_buckets
+
+pytestmark = pytest.mark.spark
+K = 40
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    n = 4000
+    return pd.DataFrame({
+        "x": rng.normal(size=n), "y": rng.normal(size=n) * 1e3 + 5e3, "d": rng.integers(0, 2, n).astype(float),
+        "z": rng.standard_t(3, size=n), "c": rng.integers(0, 5, n).astype(float), "u": rng.integers(0, 300, n),
+    })
+
+
+@pytest.fixture(scope="module")
+def bucketed(spark, data):
+    """The Spark frame with buckets by unit, and the same rows (with those buckets) in pandas."""
+    sdf = with_buckets(spark.createDataFrame(data), K, "u").drop("u").cache()
+    return sdf, sdf.toPandas()
+
+
+RICH = [
+    lit(1.0), col("x"), col("x") * col("y"), col("y") * col("y"), col("d") * col("x") * col("z"),
+    exp(col("x")), log(col("y")), sigmoid(linear([0.3, -1.2, 2.0], [lit(1.0), col("x"), col("d")])),
+    Func("abs", col("z")), Func("sqrt", col("y")), col("x") / (col("c") + 1.0), col("z").gt(0.5),
+    col("c").eq(2.0) * col("y"), col("x").le(col("z")), -col("z") * 3.5 - 2.0, (col("x") - 0.1) * (col("x") - 0.1),
+]
+
+
+def assert_close(a, b, rtol=1e-9):
+    """Relative to each column's scale, since sums with cancellation have tiny values."""
+    scale = np.maximum(np.abs(b).max(axis=0), 1e-300)
+    np.testing.assert_array_less(np.abs(a - b) / scale, rtol)
+
+
+def test_compile_expr_matches_numpy_on_special_values(spark):
+    """Row by row, including NaN, +-inf, +-0, negatives under log and sqrt, x / +-0."""
+    a = [1.5, -2.0, 0.0, -0.0, np.nan, np.inf, -np.inf, 3.0, -1e-300, 7.0]
+    b = [0.0, -0.0, 0.0, 2.0, 1.0, 0.0, 1.0, np.nan, 2.0, 7.0]
+    frame = pd.DataFrame({"i": np.arange(len(a)), "a": a, "b": b})
+    exprs = [col("a") / col("b"), log(col("a")), Func("sqrt", col("a")), exp(col("a")), sigmoid(col("a")),
+             Func("abs", col("a")), col("a") + col("b"), col("a") - col("b"), col("a") * col("b"), -col("a"),
+             col("a").lt(col("b")), col("a").le(col("b")), col("a").gt(col("b")), col("a").ge(col("b")),
+             col("a").eq(col("b")), col("a").ne(col("b")), lit(1.0) / col("a"), log(col("b")) * col("a")]
+    got = spark.createDataFrame(frame).select(
+        "i", *[compile_expr(e).alias(f"e{j}") for j, e in enumerate(exprs)]).toPandas().sort_values("i")
+    columns = {c: frame[c].to_numpy() for c in frame}
+    for j, e in enumerate(exprs):
+        want = np.broadcast_to(evaluate_numpy(e, columns), (len(frame),))
+        np.testing.assert_allclose(got[f"e{j}"].to_numpy(), want, rtol=4e-16, atol=0, err_msg=str(e))
+        same_sign_of_zero = np.signbit(got[f"e{j}"].to_numpy()) == np.signbit(want)
+        assert same_sign_of_zero[want == 0].all(), str(e)
+
+
+def test_null_cells_read_as_nan(spark):
+    sdf = spark.createDataFrame([(1.0, 0), (None, 0)], "x double, __bucket int")
+    sums = SparkMomentEngine(sdf, n_buckets=1).bucket_sums([col("x"), lit(1.0)])
+    assert np.isnan(sums[0, 0]) and sums[0, 1] == 2.0
+
+
+def test_bucket_sums_match_the_pandas_engine(bucketed):
+    sdf, pdf = bucketed
+    got = SparkMomentEngine(sdf, n_buckets=K).bucket_sums(RICH)
+    want = PandasMomentEngine(pdf, n_buckets=K).bucket_sums(RICH)
+    assert got.shape == (K, len(RICH))
+    assert_close(got, want)
+
+
+def test_plain_double_sums_match_too(bucketed):
+    sdf, pdf = bucketed
+    got = SparkMomentEngine(sdf, n_buckets=K, exact=False).bucket_sums(RICH[:6])
+    assert_close(got, PandasMomentEngine(pdf, n_buckets=K).bucket_sums(RICH[:6]))
+
+
+def test_cluster_cross_sums_and_unit_counts_match_the_pandas_engine(bucketed):
+    sdf, pdf = bucketed
+    scores = [col("x") * (col("y") - 5e3), col("d"), sigmoid(col("z")) - 0.5]
+    spark_engine, pandas_engine = SparkMomentEngine(sdf, n_buckets=K), PandasMomentEngine(pdf, n_buckets=K)
+    assert_close(spark_engine.cluster_cross_sums(scores), pandas_engine.cluster_cross_sums(scores))
+    np.testing.assert_array_equal(spark_engine.unit_counts(), pandas_engine.unit_counts())
+    assert spark_engine.unit_counts().sum() == 300
+
+
+def test_cluster_cross_sums_without_units_are_per_row(bucketed):
+    sdf, pdf = bucketed
+    scores = [col("x"), col("d") * col("z")]
+    got = SparkMomentEngine(sdf.drop(UNIT), n_buckets=K).cluster_cross_sums(scores)
+    assert_close(got, PandasMomentEngine(pdf.drop(columns=[UNIT]), n_buckets=K).cluster_cross_sums(scores))
+
+
+def test_sums_are_bit_identical_whatever_the_partitioning(bucketed):
+    sdf, _ = bucketed
+    scores = [col("x") * col("z"), col("y")]
+    base = SparkMomentEngine(sdf, n_buckets=K)
+    sums, cross = base.bucket_sums(RICH), base.cluster_cross_sums(scores)
+    for parts in (1, 3, 7):
+        engine = SparkMomentEngine(sdf.repartition(parts), n_buckets=K)
+        np.testing.assert_array_equal(engine.bucket_sums(RICH), sums)
+        np.testing.assert_array_equal(engine.cluster_cross_sums(scores), cross)
+
+
+def test_with_buckets_hashes_units_and_row_values(spark, data):
+    sdf = spark.createDataFrame(data)
+    by_unit = with_buckets(sdf, K, "u").select("u", UNIT, BUCKET).toPandas()
+    assert (by_unit.groupby("u")[BUCKET].nunique() == 1).all() and (by_unit[UNIT] == by_unit.u).all()
+    assert by_unit[BUCKET].between(0, K - 1).all() and by_unit[BUCKET].nunique() == K
+    rows = with_buckets(sdf.repartition(5), K).select("x", "y", BUCKET).toPandas().sort_values(["x", "y"])
+    again = with_buckets(sdf.repartition(2), K).select("x", "y", BUCKET).toPandas().sort_values(["x", "y"])
+    np.testing.assert_array_equal(rows[BUCKET].to_numpy(), again[BUCKET].to_numpy())
+    assert UNIT not in with_buckets(sdf, K).columns
+    with pytest.raises(DataCheckError, match="unit column 'nope'"):
+        with_buckets(sdf, K, "nope")
+
+
+def test_row_poisson_draws_are_poisson_one_and_keyed_on_the_unit(spark):
+    n = 20_000
+    sdf = with_buckets(spark.range(n).withColumnRenamed("id", "uid"), K, "uid")
+    engine = SparkMomentEngine(sdf, n_buckets=K)
+    w0, w1 = RowPoisson(0, 11), RowPoisson(1, 11)
+    exprs = [w0, w0 * w0, w1, w0 * w1, RowPoisson(0, 12) * w0]
+    totals = engine.bucket_sums(exprs).sum(axis=0) / n
+    mean, var = totals[0], totals[1] - totals[0] ** 2
+    assert abs(mean - 1) < 4 / np.sqrt(n) and abs(var - 1) < 4 * np.sqrt(3 / n)
+    assert abs(totals[3] - totals[0] * totals[2]) < 0.05  # replicates are independent
+    assert abs(totals[4] - 1) < 0.05  # so are seeds (not one stream reused)
+    again = SparkMomentEngine(sdf.repartition(7), n_buckets=K).bucket_sums(exprs)
+    np.testing.assert_array_equal(again, engine.bucket_sums(exprs))
+
+
+def test_replicate_sums_are_the_row_poisson_moments(bucketed):
+    sdf, _ = bucketed
+    engine = SparkMomentEngine(sdf, n_buckets=K)
+    exprs = [col("x"), col("x") * col("y")]
+    reps = engine.replicate_sums(exprs, 6, seed=3)
+    direct = engine.bucket_sums([RowPoisson(4, 3) * e for e in exprs]).sum(axis=0)
+    np.testing.assert_allclose(reps[4], direct, rtol=1e-14)
+    assert reps.shape == (6, 2) and len({tuple(r) for r in reps}) == 6
+
+
+def test_ansi_mode_gives_the_same_sums(spark, bucketed):
+    sdf, _ = bucketed
+    exprs = [col("x") / col("d"), log(col("x")), col("x").lt(col("z")), exp(col("z")) * col("y")]
+    plain = SparkMomentEngine(sdf, n_buckets=K).bucket_sums(exprs)
+    spark.conf.set("spark.sql.ansi.enabled", "true")
+    try:
+        ansi = SparkMomentEngine(sdf, n_buckets=K).bucket_sums(exprs)
+    finally:
+        spark.conf.set("spark.sql.ansi.enabled", "false")
+    np.testing.assert_array_equal(ansi, plain)
+
+
+def test_persisted_engine_gives_the_same_sums(bucketed):
+    sdf, _ = bucketed
+    engine = SparkMomentEngine(sdf, n_buckets=K)
+    before = engine.bucket_sums(RICH[:4])
+    with engine.persist(columns=["x", "y"]):
+        np.testing.assert_array_equal(engine.bucket_sums(RICH[:4]), before)
+    assert engine._cached is None
+
+
+def test_only_small_aggregates_reach_the_driver(spark, bucketed):
+    with pytest.raises(DataCheckError, match="more than 10 rows"):
+        collect_arrow(spark.range(11), 10, "test")
+    sdf, _ = bucketed
+    with pytest.raises(DataCheckError, match="n_buckets"):
+        SparkMomentEngine(sdf, n_buckets=K // 2).bucket_sums([col("x")])
+    with pytest.raises(DataCheckError, match="with_buckets"):
+        SparkMomentEngine(sdf.drop(BUCKET), n_buckets=K)
