@@ -22,33 +22,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from causal_core.errors import GraphError
-from causal_core.graph import CausalGraph, as_names
+from causal_core.graph import CausalGraph
 from causal_core.separators import (
     EffectStructure,
     ancestors,
+    checked_query,
     connecting_path,
     d_separated,
-    effect_structure,
     format_path,
+    known_names,
     list_minimal_separators,
 )
 
 Names = str | Sequence[str]
-
-
-def _query(graph: CausalGraph, treatment: Names, outcome: Names) -> EffectStructure:
-    xs = as_names(treatment, "treatment")
-    ys = as_names(outcome, "outcome")
-    graph.check_query(xs, ys)
-    return effect_structure(graph, tuple(sorted(xs)), tuple(sorted(ys)))
-
-
-def _names(graph: CausalGraph, value: Iterable[str] | str, what: str) -> frozenset[str]:
-    names = frozenset([value] if isinstance(value, str) else value)
-    unknown = sorted(n for n in names if n not in graph.observed and n not in graph.latent)
-    if unknown:
-        raise GraphError(f"{what} names unknown variables {unknown} (nodes: {', '.join(graph.observed)})")
-    return names
 
 
 def _braces(names: Iterable[str]) -> str:
@@ -61,7 +47,7 @@ def forbidden_set(graph: CausalGraph, treatment: Names, outcome: Names) -> tuple
     cn(X, Y) are the nodes other than X on proper causal paths from X to Y (Perković et
     al. 2018, def. 3.1); no valid adjustment set contains a forbidden node.
     """
-    s = _query(graph, treatment, outcome)
+    s = checked_query(graph, treatment, outcome)
     return tuple(sorted(s.forbidden & s.observed))
 
 
@@ -72,16 +58,16 @@ def is_valid_adjustment(graph: CausalGraph, treatment: Names, outcome: Names, ad
     m-separates X and Y in the proper back-door graph. A set naming a latent variable, a
     treatment or an outcome is not valid; an unknown name is a :class:`GraphError`.
     """
-    s = _query(graph, treatment, outcome)
-    z = _names(graph, adjustment, "adjustment set")
+    s = checked_query(graph, treatment, outcome)
+    z = known_names(graph, adjustment, "adjustment set")
     if not z <= s.observed or z & (s.xs | s.ys) or z & s.forbidden:
         return False
     return d_separated(s.pbd, s.xs, s.ys, z)
 
 
 def _constraints(graph: CausalGraph, s: EffectStructure, include: Iterable[str], exclude: Iterable[str]):
-    inc = _names(graph, include, "include")
-    exc = _names(graph, exclude, "exclude")
+    inc = known_names(graph, include, "include")
+    exc = known_names(graph, exclude, "exclude")
     for n in sorted(inc):
         if n in graph.latent:
             raise GraphError(f"include names {n!r}, a latent variable; only observed variables can be adjusted for")
@@ -124,7 +110,7 @@ def minimal_adjustment_sets(
     others; ``exclude`` variables are in none. See :func:`adjustment_sets` for whether
     the list was cut at ``cap``.
     """
-    s = _query(graph, treatment, outcome)
+    s = checked_query(graph, treatment, outcome)
     inc, allowed = _constraints(graph, s, include, exclude)
     return _minimal(s, inc, allowed, cap)[0]
 
@@ -160,10 +146,10 @@ def optimal_adjustment_set(graph: CausalGraph, treatment: Names, outcome: Names)
     canonical DAG, so the theorem still applies when O happens to be observed; when O
     contains a latent variable (including the latent parent of a bidirected edge into a
     causal node) the optimal set is not given by this construction and ``None`` is
-    returned with the reason. The result is always checked with
-    :func:`is_valid_adjustment`.
+    returned with the reason. The result is always checked against the adjustment
+    criterion before it is returned.
     """
-    s = _query(graph, treatment, outcome)
+    s = checked_query(graph, treatment, outcome)
     reached = s.cn | s.xs
     not_desc = sorted(s.ys - reached)
     if not_desc:
@@ -179,7 +165,9 @@ def optimal_adjustment_set(graph: CausalGraph, treatment: Names, outcome: Names)
             None, f"O(X,Y) = {_braces(o)} is not a valid adjustment set, so no valid adjustment set exists"
         )
     return OptimalSet(
-        tuple(o), f"O(X,Y) = pa(cn) \\ forb, optimal among valid adjustment sets (Henckel et al. 2022)"
+        tuple(o),
+        f"O(X,Y) = pa(cn) \\ forb = {_braces(o)}: valid, and of all valid adjustment sets the one with the "
+        "smallest asymptotic variance (Henckel, Perković & Maathuis 2022)",
     )
 
 
@@ -206,7 +194,7 @@ def canonical_adjustment_set(graph: CausalGraph, treatment: Names, outcome: Name
     theorem 4.4; van der Zander et al. 2019, lemma 3.7 with the restriction to observed
     variables).
     """
-    s = _query(graph, treatment, outcome)
+    s = checked_query(graph, treatment, outcome)
     z = _largest(s, frozenset(), s.observed - s.forbidden - s.ys)
     return tuple(sorted(z)) if d_separated(s.pbd, s.xs, s.ys, z) else None
 
@@ -282,7 +270,7 @@ def adjustment_sets(
     proper back-door graph given the largest admissible set, An(X ∪ Y ∪ include) ∩
     allowed, which is valid whenever any admissible set is (van der Zander et al. 2019).
     """
-    s = _query(graph, treatment, outcome)
+    s = checked_query(graph, treatment, outcome)
     inc, allowed = _constraints(graph, s, include, exclude)
     minimal, truncated = _minimal(s, inc, allowed, cap)
     reason = "" if minimal else _no_set_reason(s, inc, allowed, constrained=bool(include or exclude))

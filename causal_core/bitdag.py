@@ -37,7 +37,10 @@ class BitDag:
         # for each child c of u: c and its parents, u's moral neighbours when c is present
         self.families = [tuple((c, self.parents[c] | 1 << c) for c in cs) for cs in children]
         self.child_mask = [sum(1 << c for c in cs) for cs in children]
-        self.moral = [self.parents[u] | sum(f for _, f in fam) for u, fam in enumerate(self.families)]
+        self.moral = list(self.parents)
+        for u, fam in enumerate(self.families):
+            for _, family in fam:
+                self.moral[u] |= family
         self.ancestors = [0] * n
         for i in range(n):  # parents come first in the order
             mask, ps = 1 << i, self.parents[i]
@@ -65,8 +68,11 @@ class BitDag:
         Stops early once every node of ``enough`` has been touched.
         """
         seen, touched, stack = start, 0, self.members(start)
+        moral, child_mask, outside = self.moral, self.child_mask, ~within
         while stack:
-            nb = self.moral_neighbours(stack.pop(), within)
+            u = stack.pop()
+            # inlined moral_neighbours (the hot loop); u itself is already in ``seen``
+            nb = self.moral_neighbours(u, within) if child_mask[u] & outside else moral[u]
             touched |= nb & blocked
             if touched == enough:
                 break

@@ -117,27 +117,33 @@ def fraction(numerator: Expression, denominator: Expression) -> Expression:
 
 
 def _chain_rule(factors: list[Expression]) -> list[Expression]:
-    """Merge P(A | B, C) · P(B | C) into P(A, B | C) wherever such a pair occurs."""
+    """Merge P(A | B, C) · P(B | C) into P(A, B | C) wherever such a pair occurs.
+
+    Pairs are found through an index from each factor's scope (variables ∪ given) to its
+    positions, so a product of k factors costs O(k) per merge rather than O(k²).
+    """
     factors = list(factors)
-    changed = True
-    while changed:
-        changed = False
+    while True:
+        scope: dict[frozenset[str], list[int]] = {}
+        for j, g in enumerate(factors):
+            if isinstance(g, Prob) and not set(g.variables) & set(g.given):
+                scope.setdefault(frozenset(g.variables) | frozenset(g.given), []).append(j)
+        hit = None
         for i, f in enumerate(factors):
             if not isinstance(f, Prob):
                 continue
-            for j, g in enumerate(factors):
-                if i == j or not isinstance(g, Prob):
-                    continue
-                if set(f.given) == set(g.variables) | set(g.given) and not set(g.variables) & set(g.given):
-                    merged = Prob(g.variables + f.variables, g.given)
-                    keep = min(i, j)
-                    factors = [m for k, m in enumerate(factors) if k not in (i, j)]
-                    factors.insert(keep, merged)
-                    changed = True
-                    break
-            if changed:
+            j = next((j for j in scope.get(frozenset(f.given), ()) if j != i), None)
+            if j is not None:
+                hit = (i, j)
                 break
-    return factors
+        if hit is None:
+            return factors
+        i, j = hit
+        f, g = factors[i], factors[j]
+        merged = Prob(g.variables + f.variables, g.given)
+        keep = min(i, j)
+        factors = [m for k, m in enumerate(factors) if k not in (i, j)]
+        factors.insert(keep, merged)
 
 
 def _simplify(expr: Expression) -> Expression:

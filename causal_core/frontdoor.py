@@ -19,15 +19,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from itertools import combinations
 
-from causal_core.adjustment import _names, _query
+from causal_core.errors import GraphError
 from causal_core.graph import CausalGraph
-from causal_core.separators import EffectStructure, ancestors, descendants, reachable
+from causal_core.separators import EffectStructure, ancestors, checked_query, descendants, known_names, reachable
 
 Names = str | Sequence[str]
 
-#: Up to this many candidate nodes every subset is tried, so the listing is exact.
+#: Every subset of the candidates is tried (an exact listing) when there are at most
+#: EXACT_LIMIT of them and 2**candidates * nodes stays under EXACT_WORK.
 EXACT_LIMIT = 10
-#: Otherwise at most this many candidate sets are checked (plus one greedy descent).
+EXACT_WORK = 60_000
+#: Otherwise at most this many small candidate sets are checked (plus one greedy descent).
 SEARCH_BUDGET = 300
 
 
@@ -69,8 +71,8 @@ def is_frontdoor_set(graph: CausalGraph, treatment: Names, outcome: Names, media
     empty set, or any set when X does not cause Y, would only say that the effect is nil,
     so neither counts. A set naming a latent node, a treatment or an outcome is not one.
     """
-    s = _query(graph, treatment, outcome)
-    m = _names(graph, mediators, "front-door set")
+    s = checked_query(graph, treatment, outcome)
+    m = known_names(graph, mediators, "front-door set")
     if not s.cn & s.ys or not m or not m <= s.observed or m & (s.xs | s.ys):
         return False
     if not m <= _no_backdoor_from_x(s):
@@ -87,7 +89,7 @@ def maximal_frontdoor_set(graph: CausalGraph, treatment: Names, outcome: Names) 
     only closes paths — so the fixpoint contains every set meeting (ii) and (iii), and
     any front-door set exists exactly when it intercepts X → Y.
     """
-    s = _query(graph, treatment, outcome)
+    s = checked_query(graph, treatment, outcome)
     m = _maximal(s)
     return None if m is None else tuple(sorted(m))
 
@@ -104,23 +106,29 @@ def _maximal(s: EffectStructure) -> frozenset[str] | None:
     return m if m and _intercepts(s, m) else None
 
 
-def frontdoor_sets(graph: CausalGraph, treatment: Names, outcome: Names, *, cap: int = 16) -> tuple[tuple[str, ...], ...]:
+def frontdoor_sets(
+    graph: CausalGraph, treatment: Names, outcome: Names, *, cap: int = 16
+) -> tuple[tuple[str, ...], ...]:
     """Front-door sets, smallest first, at most ``cap``.
 
     Every front-door set lies in the maximal one (see :func:`maximal_frontdoor_set`), and
     cutting a front-door set down to the ancestors of Y keeps it one, so the candidates
-    are the maximal set's ancestors of Y. With at most ``EXACT_LIMIT`` candidates every
-    subset is tried and the result is the complete list of inclusion-minimal front-door
-    sets (up to ``cap``). With more, single mediators and pairs of mediators on causal
-    paths are tried (up to ``SEARCH_BUDGET`` checks) together with a greedy descent from
-    the candidate set, so the sets returned are valid but the list may be incomplete.
+    are the maximal set's ancestors of Y. With few candidates (``EXACT_LIMIT``,
+    ``EXACT_WORK``) every subset is tried and the result is the complete list of
+    inclusion-minimal front-door sets (up to ``cap``). With more, single mediators and
+    pairs of mediators on causal paths are tried (up to ``SEARCH_BUDGET`` checks)
+    together with a greedy descent from the candidate set: the sets returned are valid,
+    one is found whenever any exists, but the list may be incomplete.
     """
-    s = _query(graph, treatment, outcome)
+    if cap < 1:
+        raise GraphError(f"cap must be a positive number of sets, got {cap}")
+    s = checked_query(graph, treatment, outcome)
     top = _maximal(s)
     if top is None:
         return ()
-    candidates = sorted(top & ancestors(s.dag, s.ys), key=graph.topological_order().index)
-    if len(candidates) <= EXACT_LIMIT:
+    rank = {v: i for i, v in enumerate(graph.topological_order())}
+    candidates = sorted(top & ancestors(s.dag, s.ys), key=rank.__getitem__)
+    if len(candidates) <= EXACT_LIMIT and (1 << len(candidates)) * len(s.dag) <= EXACT_WORK:
         found = _exact(s, candidates, cap)
     else:
         found = _heuristic(s, candidates, cap)
@@ -142,7 +150,8 @@ def _exact(s: EffectStructure, candidates: list[str], cap: int) -> list[frozense
 
 
 def _heuristic(s: EffectStructure, candidates: list[str], cap: int) -> list[frozenset[str]]:
-    mediators = [v for v in candidates if v in descendants(s.dag, s.xs)]
+    below_x = descendants(s.dag, s.xs)
+    mediators = [v for v in candidates if v in below_x]
     found: list[frozenset[str]] = []
     budget = SEARCH_BUDGET
     for k in (1, 2):
@@ -150,10 +159,10 @@ def _heuristic(s: EffectStructure, candidates: list[str], cap: int) -> list[froz
             m = frozenset(combo)
             if budget <= 0 or len(found) >= cap:
                 break
-            if any(f < m for f in found) or not _intercepts(s, m):
+            if any(f < m for f in found):
                 continue
             budget -= 1
-            if not _backdoor_to_y(s, m):
+            if _intercepts(s, m) and not _backdoor_to_y(s, m):
                 found.append(m)
     greedy = frozenset(candidates)
     for v in reversed(candidates):  # later nodes first: keep the mediators near X

@@ -116,7 +116,8 @@ class CausalGraph:
 
     @cached_property
     def _order(self) -> dict[str, int]:
-        order = list(nx.lexicographical_topological_sort(self._dag, key=self.nodes.index))
+        rank = {n: i for i, n in enumerate(self.nodes)}
+        order = list(nx.lexicographical_topological_sort(self._dag, key=rank.__getitem__))
         return {n: i for i, n in enumerate(order)}
 
     @cached_property
@@ -139,12 +140,19 @@ class CausalGraph:
             raise GraphError(f"unknown node(s) {unknown}")
         return tuple(sorted(chosen, key=self._order.__getitem__))
 
-    def parents(self, nodes: str | Iterable[str]) -> NodeSet:
+    def _known(self, nodes: str | Iterable[str]) -> set[str]:
         vs = {nodes} if isinstance(nodes, str) else set(nodes)
+        unknown = [v for v in vs if v not in self._dag]
+        if unknown:
+            raise GraphError(f"unknown node(s) {sorted(unknown)}; the graph has {', '.join(self.nodes)}")
+        return vs
+
+    def parents(self, nodes: str | Iterable[str]) -> NodeSet:
+        vs = self._known(nodes)
         return frozenset(p for v in vs for p in self._dag.predecessors(v))
 
     def children(self, nodes: str | Iterable[str]) -> NodeSet:
-        vs = {nodes} if isinstance(nodes, str) else set(nodes)
+        vs = self._known(nodes)
         return frozenset(c for v in vs for c in self._dag.successors(v))
 
     def siblings(self, node: str) -> NodeSet:
@@ -153,7 +161,7 @@ class CausalGraph:
 
     def ancestors(self, nodes: str | Iterable[str]) -> NodeSet:
         """Ancestors of ``nodes``, the nodes themselves included (the ID-algorithm convention)."""
-        vs = {nodes} if isinstance(nodes, str) else set(nodes)
+        vs = self._known(nodes)
         out = set(vs)
         for v in vs:
             out |= nx.ancestors(self._dag, v)
@@ -161,7 +169,7 @@ class CausalGraph:
 
     def descendants(self, nodes: str | Iterable[str]) -> NodeSet:
         """Descendants of ``nodes``, the nodes themselves included."""
-        vs = {nodes} if isinstance(nodes, str) else set(nodes)
+        vs = self._known(nodes)
         out = set(vs)
         for v in vs:
             out |= nx.descendants(self._dag, v)
@@ -228,9 +236,11 @@ class CausalGraph:
             g.add_edges_from(self.directed)
             for a, b in self.bidirected:
                 u = f"U[{a},{b}]"
+                while u in g:  # never collide with a user's own node name
+                    u += "'"
                 g.add_node(u, latent=True)
                 g.add_edges_from([(u, a), (u, b)])
-            self._cache[key] = g
+            self._cache[key] = nx.freeze(g)  # shared by every query: nobody may edit it
         return self._cache[key]
 
     def projection(self) -> CausalGraph:

@@ -25,11 +25,10 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from causal_core.adjustment import _names, _query
 from causal_core.errors import GraphError
 from causal_core.graph import CausalGraph, as_names
 from causal_core.bitdag import BitDag
-from causal_core.separators import EffectStructure, d_separated
+from causal_core.separators import EffectStructure, checked_query, d_separated, known_names
 
 Names = str | Sequence[str]
 
@@ -72,7 +71,7 @@ def _single(graph: CausalGraph, treatment: Names, outcome: Names) -> EffectStruc
         raise GraphError(
             f"instrumental variables need exactly one treatment, got {len(xs)} ({', '.join(xs)})"
         )
-    return _query(graph, xs, outcome)
+    return checked_query(graph, xs, outcome)
 
 
 def _allowed(s: EffectStructure) -> frozenset[str]:
@@ -96,8 +95,8 @@ def is_instrument(
     the treatment or an outcome, or overlapping each other, are not instruments.
     """
     s = _single(graph, treatment, outcome)
-    z = _names(graph, instruments, "instruments")
-    w = _names(graph, conditioning, "conditioning set")
+    z = known_names(graph, instruments, "instruments")
+    w = known_names(graph, conditioning, "conditioning set")
     allowed = _allowed(s)
     if not z or z & w or not (z | w) <= allowed:
         return False
@@ -130,10 +129,10 @@ def find_instruments(graph: CausalGraph, treatment: Names, outcome: Names, *, ca
         return bool(g.component(z, w, within)[0] & x)
 
     candidates = sorted(g.members(allowed), key=g.names.__getitem__)
-    unconditional = [
+    unconditional = {
         z for z in candidates if not pbd.ancestors[z] & an_y and g.ancestors[z] & an_x
-    ]  # no common ancestor with Y (without the causal edges) but one with X
-    found = [Instrument((g.names[z],)) for z in unconditional]
+    }  # no common ancestor with Y (without the causal edges) but one with X
+    found = [Instrument((g.names[z],)) for z in candidates if z in unconditional]
     for z in candidates:
         if len(found) >= cap:
             break

@@ -10,12 +10,12 @@ References
 ----------
 * B. van der Zander, M. Liśkiewicz, J. Textor (2019). Separators and adjustment sets in
   causal graphs: complete criteria and an algorithmic framework. *Artificial
-  Intelligence* 270, 1-40. (Nearest and minimal separators, section 4; listing minimal
-  separators with polynomial delay, after K. Takata (2010), *Discrete Applied
-  Mathematics* 158, 1660-1667.)
+  Intelligence* 270, 1-40. (The proper back-door graph, section 3; listing minimal
+  separators with polynomial delay, section 4, after K. Takata (2010), *Discrete
+  Applied Mathematics* 158, 1660-1667.)
 * J. Tian, A. Paz, J. Pearl (1998). Finding minimal d-separators. Technical report
   R-254, UCLA. (A minimal separator containing I lies in An(X ∪ Y ∪ I); separation there
-  is vertex separation in the moral graph.)
+  is vertex separation in the moral graph of Lauritzen et al. 1990.)
 * E. Perković, J. Textor, M. Kalisch, M. Maathuis (2018). Complete graphical
   characterization and construction of adjustment sets in Markov equivalence classes of
   ancestral graphs. *JMLR* 18(220). (Proper causal paths, the forbidden set.)
@@ -24,13 +24,14 @@ References
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import networkx as nx
 
-from causal_core.graph import CausalGraph
+from causal_core.errors import GraphError
+from causal_core.graph import CausalGraph, as_names
 
 Adjacency = dict[str, set[str]]
 
@@ -102,6 +103,23 @@ class EffectStructure:
     cn: frozenset[str]
     forbidden: frozenset[str]
     pbd: nx.DiGraph
+
+
+def checked_query(graph: CausalGraph, treatment: str | Sequence[str], outcome: str | Sequence[str]) -> EffectStructure:
+    """The :class:`EffectStructure` of a query, after checking its names (GraphError)."""
+    xs = as_names(treatment, "treatment")
+    ys = as_names(outcome, "outcome")
+    graph.check_query(xs, ys)
+    return effect_structure(graph, tuple(sorted(xs)), tuple(sorted(ys)))
+
+
+def known_names(graph: CausalGraph, value: Iterable[str] | str, what: str) -> frozenset[str]:
+    """A name or names as a set; a name that is not a node of ``graph`` is a GraphError."""
+    names = frozenset([value] if isinstance(value, str) else value)
+    unknown = sorted(n for n in names if n not in graph.observed and n not in graph.latent)
+    if unknown:
+        raise GraphError(f"{what} names unknown variables {unknown} (nodes: {', '.join(graph.observed)})")
+    return names
 
 
 @lru_cache(maxsize=64)
@@ -189,45 +207,6 @@ def component(adj: Adjacency, start: Iterable[str], blocked: set[str] | frozense
 
 def boundary(adj: Adjacency, part: set[str]) -> set[str]:
     return {w for v in part for w in adj[v] if w not in part}
-
-
-def nearest_separator(
-    dag: nx.DiGraph, xs: Iterable[str], ys: Iterable[str], restricted: Iterable[str], included: Iterable[str] = ()
-) -> frozenset[str] | None:
-    """A separator I ⊆ Z ⊆ R ∪ I, inside An(X ∪ Y ∪ I), as close to X as possible.
-
-    ``None`` when no separator within the restriction exists (van der Zander et al. 2019,
-    algorithm FindNearestSep; Z = An(X ∪ Y ∪ I) ∩ R is tried, then cut down to the nodes
-    reachable from X).
-    """
-    x, y, inc = set(xs), set(ys), set(included)
-    anc = ancestors(dag, x | y | inc)
-    z0 = ((anc & set(restricted)) | inc) - x - y
-    adj = moral_graph(dag, anc)
-    near = component(adj, x, z0)
-    if near & y:
-        return None
-    return frozenset((boundary(adj, near) & z0) | inc)
-
-
-def minimal_separator(
-    dag: nx.DiGraph, xs: Iterable[str], ys: Iterable[str], restricted: Iterable[str], included: Iterable[str] = ()
-) -> frozenset[str] | None:
-    """An inclusion-minimal separator I ⊆ Z ⊆ R ∪ I (minimal over Z \\ I), or ``None``.
-
-    Van der Zander et al. (2019), algorithm FindMinSep: the nearest separator to X, then
-    the part of it adjacent to Y's side.
-    """
-    x, y, inc = set(xs), set(ys), set(included)
-    anc = ancestors(dag, x | y | inc)
-    z0 = ((anc & set(restricted)) | inc) - x - y
-    adj = moral_graph(dag, anc)
-    near_x = component(adj, x, z0)
-    if near_x & y:
-        return None
-    z1 = (boundary(adj, near_x) & z0) - inc
-    near_y = component(adj, y, z1 | inc)
-    return frozenset((boundary(adj, near_y) & z1) | inc)
 
 
 # ---------------------------------------------------------------- listing minimal separators

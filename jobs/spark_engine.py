@@ -148,6 +148,7 @@ class SparkMomentEngine:
         self.exact = exact
         self.unit_column = UNIT if UNIT in df.columns else None
         self._cached: DataFrame | None = None
+        self._unit_counts: np.ndarray | None = None
 
     @property
     def n_buckets(self) -> int:
@@ -194,7 +195,8 @@ class SparkMomentEngine:
         return with_limbs(long, _VAL, groups).groupBy(*[q(g) for g in groups]).agg(*limb_aggregates())
 
     def _dense(self, agg: DataFrame, n_groups: int, m: int, what: str) -> np.ndarray:
-        table = collect_arrow(agg, n_groups * m, what)
+        hint = f" (n_buckets={self._n}: is that the K with_buckets() used?)" if n_groups == self._n else ""
+        table = collect_arrow(agg, n_groups * m, what + hint)
         group = table.column(_GROUP).to_numpy().astype(np.int64)
         pos = table.column(_POS).to_numpy().astype(np.int64)
         if self.exact:
@@ -204,8 +206,7 @@ class SparkMomentEngine:
         else:
             values = table.column(_VAL).to_numpy()
         if len(group) and (group.min() < 0 or group.max() >= n_groups):
-            raise DataCheckError(f"{what}: group ids outside [0, {n_groups}); is n_buckets={self._n} the K "
-                                 "that with_buckets() used?")
+            raise DataCheckError(f"{what}: group ids outside [0, {n_groups}){hint}")
         out = np.zeros((n_groups, m))
         out[group, pos] = values
         return out
@@ -229,17 +230,26 @@ class SparkMomentEngine:
         scores = per_unit.groupBy(q(UNIT), q(BUCKET)).agg(
             F.map_from_entries(F.collect_list(F.struct(F.col(_POS), F.col(_VAL)))).alias("__s"))
         s = F.col("__s")
-        products = F.array(*[F.element_at(s, F.lit(i)) * F.element_at(s, F.lit(j)) for i, j in pairs])
+        # One row per unit here, so a trailing constant 1 counts the units per bucket: the
+        # cluster count of the small-sample factor comes with the meat, not in another job.
+        products = F.array(*[F.element_at(s, F.lit(i)) * F.element_at(s, F.lit(j)) for i, j in pairs], F.lit(1.0))
         long2 = scores.select(q(BUCKET).alias(_GROUP), F.posexplode(products).alias(_POS, _VAL))
-        return self._dense(self._sum_long(long2, [_GROUP, _POS]), self._n, len(pairs), "cluster cross sums")
+        out = self._dense(self._sum_long(long2, [_GROUP, _POS]), self._n, len(pairs) + 1, "cluster cross sums")
+        self._unit_counts = out[:, -1].copy()
+        return out[:, :-1]
 
     def unit_counts(self) -> np.ndarray:
+        """Units per bucket; remembered (the frame does not change), and filled in as a
+        by-product of :meth:`cluster_cross_sums`."""
+        if self._unit_counts is not None:
+            return self._unit_counts.copy()
         count = F.count_distinct(q(UNIT)) if self.unit_column else F.count(F.lit(1))
         agg = self._frame.groupBy(q(BUCKET).alias(_GROUP)).agg(count.alias(_VAL))
         table = collect_arrow(agg, self._n, "unit counts")
         out = np.zeros(self._n)
         out[table.column(_GROUP).to_numpy().astype(np.int64)] = table.column(_VAL).to_numpy()
-        return out
+        self._unit_counts = out
+        return out.copy()
 
     def replicate_sums(self, exprs: Sequence[Expr], n_replicates: int, seed: int) -> np.ndarray:
         """Exact row-level Poisson bootstrap totals: each row is exploded into its B

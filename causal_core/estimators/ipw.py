@@ -33,7 +33,7 @@ from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, time
 from causal_core.estimators.propensity import LogisticFit, fit_logistic
 from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
 from causal_core.estimators.linear import score_meat
-from causal_core.estimators.score_quantiles import QuantileRequest, coarse_cdf, refine_quantiles
+from causal_core.estimators.score_quantiles import COARSE_PROBS, QuantileRequest, coarse_cdf, refine_quantiles
 from causal_core.estimators.weighting import (PropensityWarning, PropensityWeights, kish_ess,
                                               overlap_warnings, standardized_differences)
 from causal_core.moments.expr import Expr, col, lit, sigmoid
@@ -121,7 +121,7 @@ def hajek_statistic(fit: LogisticFit) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _arm_range(engine, pw: PropensityWeights, treatment: str, sums: BucketMoments) -> dict[str, list[float]]:
-    """The propensity range per arm, to 1/64 on the logit scale (outer bounds)."""
+    """The propensity range per arm: outer bounds, 1/16 of a propensity band apart (one pass)."""
     reqs = []
     for a in ARMS:
         n, counts = sums.total(f"n{a}"), sums.total_vector(f"cdf{a}")
@@ -130,6 +130,16 @@ def _arm_range(engine, pw: PropensityWeights, treatment: str, sums: BucketMoment
     b = refine_quantiles(engine, pw.eta, reqs)
     sig = lambda v: float(1.0 / (1.0 + np.exp(-v)))  # noqa: E731
     return {"treated": [sig(b[0][0]), sig(b[1][1])], "control": [sig(b[2][0]), sig(b[3][1])]}
+
+
+def _histogram(sums: BucketMoments) -> dict:
+    """Rows per arm in the propensity bands between consecutive ``COARSE_PROBS``."""
+    edges = [0.0, *COARSE_PROBS, 1.0]
+    out = {"edges": edges}
+    for a, label in zip(ARMS, ("treated", "control")):
+        cum = np.r_[0.0, sums.total_vector(f"cdf{a}"), sums.total(f"n{a}")]
+        out[label] = [int(round(c)) for c in np.diff(cum)]
+    return out
 
 
 def weighting_diagnostics(engine, design: Design, fit: LogisticFit, pw: PropensityWeights,
@@ -150,6 +160,7 @@ def weighting_diagnostics(engine, design: Design, fit: LogisticFit, pw: Propensi
         "n_treated": int(n[0]), "n_control": int(n[1]),
         "effective_sample_size": {"treated": kish_ess(wn[0], w2[0]), "control": kish_ess(wn[1], w2[1])},
         "propensity_range": _arm_range(engine, pw, design.treatment, sums),
+        "propensity_histogram": _histogram(sums),
         "n_trimmed": {"treated": int(n[0] - kept[0]), "control": int(n[1] - kept[1])},
         "n_clipped": {"treated": int(clipped[0]), "control": int(clipped[1])},
         "n_near_bounds": int(near.sum()), "near_bound": near_bound,

@@ -2,11 +2,13 @@
 
 An engine only returns sums, so a quantile is located by counting: a coarse grid of
 thresholds on ``eta = x'b`` (``sum 1[eta <= t]``, optionally weighted by an arm
-indicator) finds the grid cell holding it, and a second pass with a fine grid inside
-that cell narrows it to ``COARSE_STEP / FINE_STEPS`` on the logit scale — the
-two-level histogram of distributed quantile sketches (Greenwald & Khanna 2001 give
-the general idea; here the data are reread, so the answer is exact to the grid). The
-coarse counts can ride on a pass the estimator makes anyway.
+indicator) finds the grid cell holding it, and a second pass with ``FINE_STEPS``
+thresholds inside that cell narrows it down — a two-level histogram, the idea of
+distributed quantile sketches (Greenwald & Khanna 2001) with the data reread, so the
+answer is exact to the grid; cut points are then interpolated linearly in the count
+(the grouped-data quantile). The coarse grid is the logit of propensity bands
+(``COARSE_PROBS``), so its counts double as the overlap histogram per arm and can ride
+on a pass the estimator makes anyway.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import numpy as np
 from causal_core.estimators.moment_batch import MomentBatch, times
 from causal_core.moments.expr import Expr, lit
 
-COARSE_STEP = 0.5
-COARSE_GRID = np.round(np.arange(-20.0, 20.0 + COARSE_STEP / 2, COARSE_STEP), 10)
-FINE_STEPS = 32
+COARSE_PROBS = (1e-4, 1e-3, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98,
+                0.99, 0.995, 0.999, 0.9999)
+COARSE_GRID = np.log(np.array(COARSE_PROBS) / (1.0 - np.array(COARSE_PROBS)))
+FINE_STEPS = 16
 
 
 def coarse_cdf(eta: Expr, weight: Expr | None = None) -> list[Expr]:
@@ -87,8 +90,8 @@ def refine_quantiles(engine, eta: Expr, requests: Sequence[QuantileRequest]) -> 
     """For each request, an interval ``(lo, hi]`` of the logit scale holding the quantile.
 
     One engine pass: ``FINE_STEPS - 1`` thresholds inside each request's coarse cell.
-    A quantile beyond the coarse grid (|eta| > 20, propensity within 2e-9 of 0 or 1)
-    gets an infinite end.
+    A quantile beyond the coarse grid (propensity below 1e-4 or above 1 - 1e-4) gets an
+    infinite end.
     """
     return [(float(grid[k]), float(grid[k + 1])) for grid, _, k in _refine(engine, eta, requests)]
 

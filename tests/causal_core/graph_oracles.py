@@ -10,12 +10,16 @@ and bidirected edges.
 from __future__ import annotations
 
 from functools import cached_property
-from itertools import combinations
+from itertools import combinations, islice
 
 import networkx as nx
+from hypothesis import reject
 from hypothesis import strategies as st
 
 from causal_core.graph import CausalGraph
+
+
+MAX_PATHS = 20_000
 
 
 def canonical(graph: CausalGraph) -> nx.DiGraph:
@@ -127,7 +131,10 @@ class AdjustmentOracle:
         self.xs, self.ys = frozenset(xs), frozenset(ys)
         self.forb = self.o.forbidden(self.xs, self.ys)
         self.candidates = frozenset(graph.observed) - self.xs - self.ys
-        self._paths = {self.o.signature(p) for p in self.o.proper_noncausal_paths(self.xs, self.ys)}
+        paths = list(islice(self.o.proper_noncausal_paths(self.xs, self.ys), MAX_PATHS + 1))
+        if len(paths) > MAX_PATHS:
+            reject()  # a rare dense draw; brute force would take minutes
+        self._paths = {self.o.signature(p) for p in paths}
 
     def valid(self, z) -> bool:
         z = frozenset(z)
@@ -173,7 +180,9 @@ def causal_graphs(draw, min_observed=4, max_observed=9, max_latent=2, max_bidire
     n_bi = min(len(pairs), draw(st.integers(0, max_bidirected)))
     bidirected = rng.sample(pairs, n_bi)
     latent = sorted(v for v in names if v.startswith("L"))
-    return CausalGraph(observed=tuple(observed), latent=tuple(latent), directed=tuple(directed), bidirected=tuple(bidirected))
+    return CausalGraph(
+        observed=tuple(observed), latent=tuple(latent), directed=tuple(directed), bidirected=tuple(bidirected)
+    )
 
 
 @st.composite
@@ -273,17 +282,27 @@ class InstrumentOracle:
         self.o = Oracle(graph)
         self.x, self.ys = x, frozenset(ys)
         self.forb = self.o.forbidden({x}, self.ys)
-        cn = self.o.cn({x}, self.ys)
-        cut = self.o.without_edges([(x, c) for c in cn if self.o.dag.has_edge(x, c)])
+        self.cn = self.o.cn({x}, self.ys)
+        self.cut = self.o.without_edges([(x, c) for c in self.cn if self.o.dag.has_edge(x, c)])
         self.allowed = frozenset(graph.observed) - self.forb - self.ys
-        self._to_x = {z: self.o.signatures([z], [x]) for z in self.allowed}
-        self._to_y = {z: cut.signatures([z], self.ys) for z in self.allowed}
+        self._sigs: dict[str, tuple] = {}
+
+    def _signatures(self, z: str):
+        if z not in self._sigs:
+            to_x = list(islice(self.o.paths(z, self.x), MAX_PATHS + 1))
+            to_y = [p for y in sorted(self.ys) for p in islice(self.cut.paths(z, y), MAX_PATHS + 1)]
+            if len(to_x) > MAX_PATHS or len(to_y) > MAX_PATHS:
+                reject()  # a rare dense draw; brute force would take minutes
+            self._sigs[z] = ({self.o.signature(p) for p in to_x}, {self.cut.signature(p) for p in to_y})
+        return self._sigs[z]
 
     def holds(self, z: str, w) -> bool:
         w = frozenset(w)
         if z not in self.allowed or not w <= self.allowed - {z}:
             return False
-        return open_given(self._to_x[z], w) and not open_given(self._to_y[z], w)
+        to_x, to_y = self._signatures(z)
+        return open_given(to_x, w) and not open_given(to_y, w)
 
     def conditionings(self, z: str) -> list[frozenset]:
         return [w for w in subsets(self.allowed - {z}) if self.holds(z, w)]
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import networkx as nx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -44,6 +45,13 @@ def test_against_the_brute_force_criterion(q):
     assert len(found) == len(_sets(found))
     assert [len(z) for z in found] == sorted(len(z) for z in found)
     assert bool(found) == bool(oracle.valid_sets)  # no valid set is missed
+    # networkx's minimal separator in the proper back-door graph is one of them
+    s = effect_structure(graph, tuple(sorted(xs)), tuple(sorted(ys)))
+    allowed = set(graph.observed) - oracle.forb - set(ys)
+    nx_set = nx.find_minimal_d_separator(s.pbd, set(xs), set(ys), restricted=allowed)
+    assert (nx_set is not None) == bool(found)
+    if nx_set is not None:
+        assert frozenset(nx_set) in _sets(found)
     # canonical: valid iff some set is
     canonical = canonical_adjustment_set(graph, xs, ys)
     assert (canonical is not None) == bool(oracle.valid_sets)
@@ -160,3 +168,16 @@ def test_constraint_errors_name_the_variable():
         adjustment_sets(g, "Nope", "Y")
     r = adjustment_sets(g, "X", "Y", exclude=["C"])
     assert r.minimal == () and "within the include/exclude constraints" in r.reason
+
+
+def test_many_minimal_sets_and_the_cap():
+    # k parallel back-door paths X <- A_i <- B_i -> Y, each blocked by A_i or by B_i
+    k = 5
+    g = CausalGraph.parse("; ".join(f"A{i} -> X; B{i} -> A{i}; B{i} -> Y" for i in range(k)) + "; X -> Y")
+    everything = minimal_adjustment_sets(g, "X", "Y", cap=1000)
+    assert len(everything) == 2**k and all(len(z) == k for z in everything)
+    r = adjustment_sets(g, "X", "Y", cap=7)
+    assert r.truncated and r.cap == 7 and len(r.minimal) == 7 and set(r.minimal) <= set(everything)
+    assert r.optimal.variables == tuple(f"B{i}" for i in range(k))
+    with pytest.raises(GraphError, match="cap must be a positive"):
+        adjustment_sets(g, "X", "Y", cap=0)

@@ -90,3 +90,19 @@ def test_m_separation_uses_bidirected_edges():
 def test_districts_of_projection():
     g = CausalGraph.parse("A <-> B; B <-> C; C -> D; D <-> E; F")
     assert set(g.districts()) == {frozenset("ABC"), frozenset("DE"), frozenset("F")}
+
+
+def test_unknown_nodes_raise_graph_error_and_canonical_dag_is_frozen():
+    g = CausalGraph.parse("X -> Y; X <-> Y")
+    for fn in (g.parents, g.children, g.ancestors, g.descendants):
+        with pytest.raises(GraphError, match="unknown node"):
+            fn("Q")
+    with pytest.raises(nx.NetworkXError):
+        g.canonical_dag().add_edge("Y", "X")
+
+
+def test_latent_names_never_collide_with_user_nodes():
+    g = CausalGraph(observed=("X", "Y", "U[X,Y]"), directed=(("X", "Y"), ("U[X,Y]", "Y")), bidirected=(("X", "Y"),))
+    dag = g.canonical_dag()
+    assert dag.number_of_nodes() == 4
+    assert g.is_m_separated({"X"}, {"U[X,Y]"}, set()) and not g.is_m_separated({"X"}, {"U[X,Y]"}, {"Y"})

@@ -58,7 +58,7 @@ def test_instruments_against_brute_force(q):
         if oracle.holds(z, ()):
             assert by_z[z] == Instrument((z,)), z
     # complete for ancestral instruments (van der Zander et al. 2015, section 4) ...
-    pbd = oracle.o.without_edges([(x, c) for c in oracle.o.cn({x}, ys) if oracle.o.dag.has_edge(x, c)]).dag
+    pbd = oracle.cut.dag
     conditionings = {z: oracle.conditionings(z) for z in sorted(oracle.allowed)}
     for z, ws in conditionings.items():
         anc = set().union(*(nx.ancestors(pbd, v) | {v} for v in (z, *ys)))

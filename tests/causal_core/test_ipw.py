@@ -11,7 +11,8 @@ import statsmodels.api as sm
 
 from causal_core.errors import EstimationError
 from causal_core.estimators import BootstrapOptions, Design, get_estimator
-from causal_core.estimators.weighting import PropensityWarning
+from causal_core.estimators.score_quantiles import COARSE_GRID
+from causal_core.estimators.weighting import PropensityWarning, logit
 from causal_core.moments import PandasMomentEngine
 from tests.causal_core.propensity_reference import hajek, logit_fit
 from tests.causal_core.propensity_sims import naive, simulate, truths
@@ -114,7 +115,12 @@ def test_diagnostics(data):
     for arm, m in (("treated", d), ("control", ~d)):
         lo, hi = diag["propensity_range"][arm]
         assert lo <= e[m].min() and hi >= e[m].max()
-        assert lo > e[m].min() * 0.97 and 1 - hi > (1 - e[m].max()) * 0.97  # within 1/32 on the logit scale
+        # outer bounds within 1/16 of the propensity band holding them, on the logit scale
+        for bound, value in ((lo, e[m].min()), (hi, e[m].max())):
+            band = np.searchsorted(COARSE_GRID, logit(value))
+            assert abs(logit(bound) - logit(value)) <= (COARSE_GRID[band] - COARSE_GRID[band - 1]) / 16 + 1e-12
+        hist = diag["propensity_histogram"][arm]
+        assert hist == np.histogram(e[m], bins=diag["propensity_histogram"]["edges"])[0].tolist()
         w = 1 / e[m] if arm == "treated" else 1 / (1 - e[m])
         assert diag["effective_sample_size"][arm] == pytest.approx(w.sum() ** 2 / (w ** 2).sum(), rel=1e-9)
     x1 = data.x1.to_numpy()

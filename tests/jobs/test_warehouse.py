@@ -82,7 +82,7 @@ def test_treatment_errors(spark, table):
     const = raw.where("t = 0")
     with pytest.raises(DataCheckError, match="treatment 't' is constant"):
         build_model_frame(const, spec, "y", ModelRequest(), treated=1, control=0, binary_needed=True, n_buckets=8)
-    nonbinary = raw.withColumn("t", raw.x.cast("int") % 3)
+    nonbinary = raw.withColumn("t", (raw.x / 3).cast("int") % 3)  # this day holds i = 0, 3, 6, ...
     with pytest.raises(EstimationError, match="treatment 't' is not binary"):
         build_model_frame(nonbinary, spec, "y", ModelRequest(), treated=1, control=0, binary_needed=True,
                           n_buckets=8)
