@@ -39,6 +39,31 @@ from causal_core.estimators import BootstrapOptions, get_estimator  # noqa: E402
 from causal_core.moments import PandasMomentEngine  # noqa: E402
 
 
+# Discrete front-door: U (latent, binary) -> X, U -> Y, X -> M (3 levels) -> Y.
+FD_P_X_U = (0.2, 0.8)
+FD_P_M_X = ((0.6, 0.3, 0.1), (0.1, 0.3, 0.6))
+
+
+def _fd_p_y(m, u):
+    return 0.1 + 0.25 * m + 0.3 * u
+
+
+def discrete_frontdoor(n: int, rng: np.random.Generator) -> Simulated:
+    """The front-door formula on discrete data, for ``id_plugin``. The frame carries a unit
+    id: without one, identical discrete rows would hash to the same bucket."""
+    from causal_core.estimand import frontdoor_expression
+
+    u = rng.binomial(1, 0.5, n)
+    x = rng.binomial(1, np.take(FD_P_X_U, u))
+    m = (rng.random(n)[:, None] > np.cumsum(np.take(FD_P_M_X, x, axis=0), axis=1)).sum(axis=1)
+    y = rng.binomial(1, _fd_p_y(m, u))
+    frame = pd.DataFrame({"X": x, "M": m, "Y": y}).astype(float).assign(__unit=np.arange(n))
+    mean = [sum(FD_P_M_X[v][k] * 0.5 * (_fd_p_y(k, 0) + _fd_p_y(k, 1)) for k in range(3)) for v in (0, 1)]
+    design = {"treatment": "X", "outcome": "Y", "strategy": "frontdoor", "variables": ("X", "M", "Y"),
+              "expression": frontdoor_expression(["X"], ["Y"], ["M"])}
+    return Simulated(frame, design, {"ate": mean[1] - mean[0]})
+
+
 @dataclass(frozen=True)
 class Case:
     simulate: Callable[[int, np.random.Generator], Simulated]
@@ -54,6 +79,18 @@ CASES: dict[str, Case] = {
     "ols-atc": Case(confounded_binary, "ols", "atc"),
     "iv-late": Case(linear_iv, "iv", "late"),
     "frontdoor-ate": Case(linear_frontdoor, "frontdoor", "ate"),
+    # propensity-based estimators (logistic propensity; one-step bucket bootstrap)
+    "ipw-ate": Case(confounded_binary, "ipw", "ate"),
+    "ipw-att": Case(confounded_binary, "ipw", "att"),
+    "ipw-atc": Case(confounded_binary, "ipw", "atc"),
+    "aipw-ate": Case(confounded_binary, "aipw", "ate"),
+    "aipw-att": Case(confounded_binary, "aipw", "att"),
+    "aipw-atc": Case(confounded_binary, "aipw", "atc"),
+    # 5 strata leave residual confounding (Cochran 1968): biased by design, expect low coverage
+    "stratification5-ate": Case(confounded_binary, "stratification", "ate", options={"n_strata": 5}),
+    "stratification10-ate": Case(confounded_binary, "stratification", "ate", options={"n_strata": 10}),
+    "stratification10-att": Case(confounded_binary, "stratification", "att", options={"n_strata": 10}),
+    "id_plugin-frontdoor": Case(discrete_frontdoor, "id_plugin", "ate", n=2000),
 }
 
 

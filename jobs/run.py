@@ -91,7 +91,7 @@ def _design(model: ModelFrame, strategy: Estimand, spec: StudySpec, metric: str,
         outcome=metric if estimator == "id_plugin" else model.outcome,
         covariates=model.covariates, instruments=model.instruments, mediators=model.mediators,
         target=spec.target, strategy=strategy.kind, metric=metric, clustered=bool(spec.data.unit_id),
-        variables=model.discrete, expression=strategy.expression,
+        variables=model.discrete, expression=strategy.expression, labels=tuple(model.labels.items()),
         treated_value=model.treated_value if not spec.treatment_values.natural else 1,
         control_value=model.control_value if not spec.treatment_values.natural else 0,
     )

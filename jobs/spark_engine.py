@@ -3,15 +3,18 @@
 It answers the :class:`causal_core.moments.engine.MomentEngine` questions on a prepared
 DataFrame (numeric model columns, ``__bucket`` from :func:`with_buckets`, and ``__unit``
 when rows are clustered) with one aggregation per question; the driver receives a
-K x m array and never a row. This module is the only place those aggregates reach the
-driver (:func:`collect_arrow`, which refuses anything larger than the array asked for).
+K x m array and never a row. Moment arrays reach the driver only through
+:func:`collect_arrow`, which refuses anything larger than the array asked for.
 
 * :func:`compile_expr` turns an expression of :mod:`causal_core.moments.expr` into a
   Column computing the same float64 arithmetic as ``evaluate_numpy`` (IEEE division by
   zero, NaN-aware comparisons, ``log`` of 0 and negatives) under ANSI mode or not.
 * Moments are exploded to ``(group, position, value)`` and summed with exact
   fixed-point limbs (:mod:`jobs.exact_sums`), so the arrays are bit-for-bit the same
-  whatever the partitioning; ``exact=False`` uses plain ``sum(double)`` instead.
+  whatever the partitioning; ``exact=False`` uses plain ``sum(double)`` instead. The
+  long layout keeps one narrow ``groupBy(__bucket, position)`` whatever m is: m wide
+  sums times 7 limb columns would pass the ~100 fields where Spark gives up whole-stage
+  code generation (a Gram of 20 covariates is ~1000 moments).
 * ``RowPoisson`` weights are Poisson(1) inverse-CDF draws on ``xxhash64(unit, seed,
   replicate)``: keyed on the unit, never on partition order (DESIGN.md, Determinism).
 

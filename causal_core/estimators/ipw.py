@@ -29,10 +29,10 @@ from collections.abc import Callable
 import numpy as np
 
 from causal_core.estimators.base import BootstrapOptions, Design, Estimator, register
-from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
-from causal_core.estimators.propensity import LogisticFit, fit_logistic
 from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
 from causal_core.estimators.linear import score_meat
+from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
+from causal_core.estimators.propensity import LogisticFit, fit_logistic
 from causal_core.estimators.score_quantiles import COARSE_PROBS, QuantileRequest, coarse_cdf, refine_quantiles
 from causal_core.estimators.weighting import (PropensityWarning, PropensityWeights, kish_ess,
                                               overlap_warnings, standardized_differences)

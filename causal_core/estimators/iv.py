@@ -23,7 +23,7 @@ from causal_core.errors import EstimationError
 from causal_core.estimators.base import BootstrapOptions, Design, Estimator, register
 from causal_core.estimators.inference import bootstrap_replicates, check_options, coefficient_row, summarize
 from causal_core.estimators.linear import (
-    batched_solve, check_regressors, column_gram, hc1_factor, n_clusters, sandwich, score_meat,
+    batched_solve, check_regressors, column_gram, n_clusters, sandwich, score_meat,
     small_sample_factor, unpack_gram,
 )
 from causal_core.moments.expr import linear
@@ -44,6 +44,17 @@ class _Index:
         self.z = np.array([0, *self.z_excluded, *w])
         self.excluded = np.arange(1, 1 + r)  # positions of excluded instruments within z
         self.y = 2 + p + r
+
+
+def partial_f(g: np.ndarray, ix: _Index) -> float:
+    """Nonrobust first-stage F of the excluded instruments: the F-test of ``b_z = 0`` in
+    ``d ~ Z`` from the moments (Wooldridge 2010, §5.2.1)."""
+    n, kz, ex = g[0, 0], len(ix.z), ix.excluded
+    zz_inv = np.linalg.inv(g[np.ix_(ix.z, ix.z)])
+    fs = zz_inv @ g[ix.z, 1]
+    sigma2 = (g[1, 1] - fs @ g[ix.z, 1]) / (n - kz) if n > kz else float("nan")
+    b = fs[ex]
+    return float(b @ np.linalg.solve(zz_inv[np.ix_(ex, ex)], b) / len(ex) / sigma2)
 
 
 def two_sls(g: np.ndarray, ix: _Index) -> tuple[np.ndarray, np.ndarray]:
@@ -99,11 +110,17 @@ class IV(Estimator):
         check_regressors(g[np.ix_(ix.z, ix.z)], z_names, role={z: "instrument" for z in z_names[1:1 + len(
             design.instruments)]})
 
+        f_plain = partial_f(g, ix)
+        if not (np.isfinite(f_plain) and f_plain > 1e-12):
+            raise EstimationError(f"iv: instruments {[lab(z) for z in design.instruments]} do not predict the "
+                                  f"treatment {lab(design.treatment)!r} beyond the covariates (first-stage F = 0)")
+
         def statistic(totals: np.ndarray) -> np.ndarray:
             return two_sls(unpack_gram(totals, len(gp.terms)), ix)[0][:, 1]
 
         beta, pi = two_sls(g[None], ix)
-        diagnostics, se = self._analytic(engine, design, gp, ix, g, beta[0], pi[0])
+        diagnostics, se, m_vv = self._analytic(engine, design, gp, ix, g, beta[0], pi[0])
+        diagnostics.update(self._first_stage(engine, design, ix, g, pi[0][:, 1], f_plain, m_vv))
         reps = bootstrap_replicates(engine, gp.exprs, gp.moments, statistic, self.bootstrap)
         diagnostics["recentred"] = bool(gp.shift)
         self.result_ = summarize(self.name, design, estimate=float(beta[0, 1]), analytic_se=se,
@@ -112,8 +129,9 @@ class IV(Estimator):
         return self
 
     def _analytic(self, engine, design: Design, gp, ix: _Index, g: np.ndarray, beta: np.ndarray,
-                  pi: np.ndarray) -> tuple[dict, float]:
-        """Second pass: the structural and first-stage score meats; SEs and first-stage F."""
+                  pi: np.ndarray) -> tuple[dict, float, np.ndarray]:
+        """Second pass: the structural and first-stage score meats in one; the effect's
+        SE, and the first-stage meat for the robust F."""
         n, kx, kz = g[0, 0], len(ix.x), len(ix.z)
         x_terms = [gp.terms[i] for i in ix.x]
         z_terms = [gp.terms[i] for i in ix.z]
@@ -122,7 +140,6 @@ class IV(Estimator):
         v = gp.terms[1] - linear(fs, z_terms)
         meat = score_meat(engine, [z * e for z in z_terms] + [z * v for z in z_terms], clustered=design.clustered)
         m_ee, m_vv = meat[:kz, :kz], meat[kz:, kz:]
-        zz_inv = np.linalg.inv(g[np.ix_(ix.z, ix.z)])
         xhx_inv = np.linalg.inv(g[np.ix_(ix.x, ix.z)] @ pi)
         if self.cov_type == "nonrobust":
             v_beta = m_ee[0, 0] / (n - kx) * xhx_inv
@@ -133,30 +150,19 @@ class IV(Estimator):
                        "n_instruments": len(design.instruments),
                        "wald_ratio": len(design.instruments) == 1 and not design.covariates,
                        "treatment_coef": coefficient_row(beta[1], float(np.sqrt(v_beta[1, 1])))}
-        diagnostics.update(self._first_stage(engine, design, ix, g, fs, zz_inv, m_vv))
         if design.clustered:
             diagnostics["n_clusters"] = n_clusters(engine)
-        return diagnostics, float(np.sqrt(v_beta[1, 1]))
+        return diagnostics, float(np.sqrt(v_beta[1, 1])), m_vv
 
-    def _first_stage(self, engine, design: Design, ix: _Index, g: np.ndarray, fs: np.ndarray,
-                     zz_inv: np.ndarray, m_vv: np.ndarray) -> dict:
-        """Partial F of the excluded instruments: the nonrobust F-test of the restriction,
-        and the robust Wald statistic over r (Wooldridge 2010, §5.2.1 and §4.2.3)."""
+    def _first_stage(self, engine, design: Design, ix: _Index, g: np.ndarray, fs: np.ndarray, f_plain: float,
+                     m_vv: np.ndarray) -> dict:
+        """The first-stage F: nonrobust (:func:`partial_f`) and the robust Wald statistic
+        over r (Wooldridge 2010, §4.2.3), with a weak-instrument warning."""
         n, kz, r, ex = g[0, 0], len(ix.z), len(ix.excluded), ix.excluded
         b = fs[ex]
-        rss = g[1, 1] - fs @ g[ix.z, 1]
-        sigma2 = rss / (n - kz) if n > kz else float("nan")
-        f_plain = float(b @ np.linalg.solve(zz_inv[np.ix_(ex, ex)], b) / r / sigma2)
-        if design.clustered:
-            factor = small_sample_factor(engine, n, kz, clustered=True)
-        else:
-            factor = hc1_factor(n, kz)
-        v_fs = factor * sandwich(zz_inv, m_vv)
+        zz_inv = np.linalg.inv(g[np.ix_(ix.z, ix.z)])
+        v_fs = small_sample_factor(engine, n, kz, clustered=design.clustered) * sandwich(zz_inv, m_vv)
         f_robust = float(b @ np.linalg.solve(v_fs[np.ix_(ex, ex)], b) / r)
-        if not (np.isfinite(f_plain) and f_plain > 1e-12):
-            names = [design.label(z) for z in design.instruments]
-            raise EstimationError(f"iv: instruments {names} do not predict the treatment "
-                                  f"{design.label(design.treatment)!r} beyond the covariates (first-stage F = 0)")
         out = {"first_stage_f": f_plain, "first_stage_f_robust": f_robust,
                "first_stage_coefs": {design.label(z): float(c) for z, c in zip(design.instruments, b)}}
         f_used = f_plain if self.cov_type == "nonrobust" else min(f_plain, f_robust)

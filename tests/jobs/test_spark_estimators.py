@@ -10,7 +10,7 @@ import pytest
 from causal_core.datasets import confounded_binary, linear_frontdoor, linear_iv
 from causal_core.errors import EstimationError
 from causal_core.estimators import BootstrapOptions, Design, get_estimator
-from causal_core.moments import UNIT, PandasMomentEngine
+from causal_core.moments import PandasMomentEngine
 from jobs.spark_engine import SparkMomentEngine, with_buckets
 
 pytestmark = pytest.mark.spark

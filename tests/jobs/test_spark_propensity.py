@@ -41,13 +41,13 @@ def assert_same(a, b):
 
 @pytest.fixture(scope="module")
 def propensity_engines(spark):
-    pandas_engine, spark_engine = engines(spark, simulate(3_000, seed=21))
+    pandas_engine, spark_engine = engines(spark, simulate(2_000, seed=21))
     with spark_engine.persist():
         yield pandas_engine, spark_engine
 
 
 @pytest.mark.parametrize("name,target,options", [
-    ("ipw", "ate", {}), ("ipw", "att", {"trim": 0.05}), ("aipw", "atc", {"clip": 0.05}),
+    ("ipw", "att", {"trim": 0.05}), ("aipw", "atc", {"clip": 0.05}),
     ("stratification", "ate", {"n_strata": 5}),
 ])
 def test_propensity_estimators_match_pandas(propensity_engines, name, target, options):
@@ -58,13 +58,16 @@ def test_propensity_estimators_match_pandas(propensity_engines, name, target, op
             warnings.simplefilter("ignore")
             results.append(get_estimator(name)(bootstrap=BOOT, **options).fit(engine, design).result_)
     assert_same(*results)
-    assert results[1].diagnostics.get("smd_after") == results[0].diagnostics.get("smd_after") or \
-        np.allclose(list(results[1].diagnostics["smd_after"].values()),
-                    list(results[0].diagnostics["smd_after"].values()), rtol=1e-8)
+    a, b = (r.diagnostics for r in results)
+    for key in ("smd_after", "effective_sample_size", "propensity_range", "stratum_effects"):
+        if key in a:
+            va = list(a[key].values()) if isinstance(a[key], dict) else a[key]
+            vb = list(b[key].values()) if isinstance(b[key], dict) else b[key]
+            np.testing.assert_allclose(np.ravel(vb), np.ravel(va), rtol=1e-8)
 
 
 def test_clustered_ipw_matches_pandas(spark):
-    df = simulate(1_500, seed=22)
+    df = simulate(1_000, seed=22)
     df = pd.concat([df, df.assign(y=df.y + 1.0)], ignore_index=True)
     pandas_engine, spark_engine = engines(spark, df)
     design = Design(treatment="d", outcome="y", covariates=("x1", "x2"), clustered=True)
@@ -73,7 +76,7 @@ def test_clustered_ipw_matches_pandas(spark):
 
 
 def test_id_plugin_matches_pandas(spark):
-    pandas_engine, spark_engine = engines(spark, frontdoor_data(3_000, seed=23))
+    pandas_engine, spark_engine = engines(spark, frontdoor_data(2_000, seed=23))
     design = Design(treatment="X", outcome="Y", strategy="frontdoor", variables=("X", "M", "Y"),
                     expression=frontdoor_expression(["X"], ["Y"], ["M"]))
     a, b = (get_estimator("id_plugin")(bootstrap=BOOT).fit(e, design).result_ for e in (pandas_engine, spark_engine))
