@@ -22,6 +22,7 @@ import sys
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,11 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from causal_core.datasets import Simulated, confounded_binary, linear_frontdoor, linear_iv  # noqa: E402
 from causal_core.estimators import BootstrapOptions, get_estimator  # noqa: E402
+from causal_core.estimators.weighting import PropensityWarning  # noqa: E402
 from causal_core.moments import PandasMomentEngine  # noqa: E402
+
+# Per-fit overlap and balance warnings are expected now and then in small simulated samples.
+warnings.filterwarnings("ignore", category=PropensityWarning)
 
 
 # Discrete front-door: U (latent, binary) -> X, U -> Y, X -> M (3 levels) -> Y.

@@ -388,8 +388,25 @@ def _parse_named_list(value: Any, fieldname: str, valid: tuple[str, ...], proble
             problems.add(f"{fieldname}.{name}", f"unknown name; valid names: {', '.join(valid)}"
                          + _suggest(str(name), valid))
             continue
+        if fieldname == "estimators":
+            _check_estimator_options(name, opts, problems)
         out.append(EstimatorSpec(name, tuple(sorted((str(k), _freeze(v)) for k, v in opts.items()))))
     return tuple(out)
+
+
+def _check_estimator_options(name: str, opts: Mapping[str, Any], problems: _Problems) -> None:
+    """Options must be keyword parameters of the estimator (bootstrap comes from the spec)."""
+    import inspect
+
+    from causal_core.estimators import ESTIMATORS
+
+    params = inspect.signature(ESTIMATORS[name].__init__).parameters
+    valid = tuple(p for p, par in params.items()
+                  if p not in ("self", "bootstrap") and par.kind is inspect.Parameter.KEYWORD_ONLY)
+    for key in opts:
+        if key not in valid:
+            problems.add(f"estimators.{name}.{key}", f"unknown option; {name} takes: {', '.join(valid)}"
+                         + _suggest(str(key), valid))
 
 
 def _parse_bootstrap(value: Any, seed: Any, problems: _Problems) -> BootstrapSpec:

@@ -91,8 +91,9 @@ def treatment_column(df: DataFrame, spec: StudySpec, treated: Any, control: Any,
     t = spec.treatment[0]
     if len(spec.treatment) > 1:
         raise EstimationError(f"estimation needs one treatment column; the study names {list(spec.treatment)}")
-    values = [r[0] for r in collect_small(df.groupBy(t).count().orderBy(F.desc("count")).select(t), 50,
-                                          f"treatment {t} values")]
+    # A handful of distinct values tells constant / binary / more; never the whole column.
+    values = sorted((r[0] for r in collect_small(df.select(t).distinct().limit(3), 3, f"treatment {t} values")),
+                    key=repr)
     if len(values) < 2:
         raise DataCheckError(f"treatment {t!r} is constant ({values[0] if values else 'no rows'}) in the selection; "
                              "there is nothing to compare")
@@ -101,13 +102,16 @@ def treatment_column(df: DataFrame, spec: StudySpec, treated: Any, control: Any,
             raise SpecError(f"treatment {t!r} is not numeric (values {values[:5]}); give treatment_values "
                             "(treated/control or arms)", (("treatment_values", "required"),))
         if binary_needed and not set(values) <= {0, 1, True, False}:
-            raise EstimationError(f"treatment {t!r} is not binary (values include {sorted(values)[:6]}); "
+            raise EstimationError(f"treatment {t!r} is not binary (values include {values}); "
                                   "set treatment_values to choose a treated and a control value")
         return df, F.col(t).cast("double"), set(values) <= {0, 1, True, False}
+    present = collect_one(df.agg(*[F.max((F.col(t) == F.lit(v)).cast("int")).alias(role)
+                                   for v, role in ((treated, "treated"), (control, "control"))]),
+                          "treatment values present")
     for v, role in ((treated, "treated"), (control, "control")):
-        if v not in values:
+        if not present[role]:
             raise DataCheckError(f"treatment_values.{role} {v!r} does not occur in column {t!r} "
-                                 f"(values seen: {values[:10]})")
+                                 f"(some values seen: {values})")
     df = df.where(F.col(t).isin([treated, control]))
     return df, F.when(F.col(t) == F.lit(treated), 1.0).otherwise(0.0), True
 

@@ -64,7 +64,8 @@ def _fit_outcomes(fit: LogisticFit, design: Design) -> dict[int, np.ndarray]:
     for a in ARMS:
         gram = fit.extra.total_vector(f"gram{a}")
         try:
-            check_regressors(unpack_gram(gram, p + 1)[:p, :p], fit.names)
+            if p > 1:  # (an intercept alone needs only rows, which the propensity fit checked)
+                check_regressors(unpack_gram(gram, p + 1)[:p, :p], fit.names)
         except EstimationError as err:
             raise EstimationError(f"aipw outcome model on the {ARM_NAMES[a]} rows: {err}") from None
         gamma[a] = solve_outcome_models(gram, p)

@@ -41,10 +41,15 @@ FD_STEP = 1e-7
 
 
 def needed_variables(design: Design) -> tuple[str, ...]:
-    """Frame columns of the joint: ``design.variables``, else treatment, outcome,
-    covariates and mediators."""
+    """Frame columns of the joint: ``design.variables``; else the variables the expression
+    mentions (mapped back from user names through ``design.labels``); else treatment,
+    outcome, covariates and mediators."""
+    expr = getattr(design.expression, "expression", design.expression)  # an Estimand or its Expression
     if design.variables:
         cols = design.variables
+    elif hasattr(expr, "mentioned_variables"):
+        column_of = {label: column for column, label in design.labels}
+        cols = (design.treatment, design.outcome, *sorted(column_of.get(v, v) for v in expr.mentioned_variables()))
     else:
         cols = (design.treatment, design.outcome, *design.covariates, *design.mediators)
     return tuple(dict.fromkeys(cols))
@@ -146,7 +151,7 @@ class Contrast:
 class IdPlugin(Estimator):
     """Plug-in estimate of an identification formula on discrete variables (module docstring).
 
-    Options: ``levels`` (variable -> values), ``outcome_level`` (report P(Y = v | do(x))
+    Options: ``levels`` (variable -> numeric codes), ``outcome_level`` (report P(Y = v | do(x))
     contrasts instead of means), ``max_levels`` for level discovery, ``max_cells`` (the
     cell count is the product of the level counts; each cell is a moment column).
     """
@@ -177,8 +182,9 @@ class IdPlugin(Estimator):
         levels = resolve_levels(engine, design, variables, self.levels, self.max_levels)
         n_cells = int(np.prod([len(levels[v]) for v in variables]))
         if n_cells > self.max_cells:
-            raise EstimationError(f"id_plugin: {n_cells} cells ({', '.join(f'{design.label(v)}: {len(levels[v])}' for v in variables)}"
-                                  f" levels) exceed max_cells={self.max_cells}; coarsen the variables")
+            sizes = ", ".join(f"{design.label(v)}: {len(levels[v])}" for v in variables)
+            raise EstimationError(f"id_plugin: {n_cells} cells ({sizes} levels) exceed max_cells={self.max_cells}; "
+                                  "coarsen the variables")
         cells, exprs = cell_exprs(variables, levels)
         batch = MomentBatch()
         batch.add("cells", exprs)

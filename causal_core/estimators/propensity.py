@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from causal_core.errors import EstimationError
-from causal_core.estimators.linear import batched_solve
+from causal_core.estimators.linear import batched_solve, check_regressors
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
 from causal_core.moments.engine import unpack_symmetric
 from causal_core.moments.expr import Expr, col, linear, lit, sigmoid
@@ -123,25 +123,12 @@ def _first_pass_checks(treatment: str, names: Sequence[str], sums: BucketMoments
     if ones == 0 or zeros == 0:
         raise EstimationError(f"treatment {treatment!r} is constant ({'all 1' if zeros == 0 else 'all 0'}); "
                               "a propensity model needs treated and control rows")
-    xtx = sums.symmetric("hess", p) * 4.0  # at b = 0, sigma(1 - sigma) = 1/4
-    _check_rank(xtx, names, "propensity model")
+    if p > 1:  # X'X = 4 x the information at b = 0, where sigma(1 - sigma) = 1/4
+        try:
+            check_regressors(sums.symmetric("hess", p) * 4.0, names)
+        except EstimationError as err:
+            raise EstimationError(f"propensity model: {err}") from None
     return int(n), int(ones)
-
-
-def _check_rank(xtx: np.ndarray, names: Sequence[str], what: str) -> None:
-    """Name the terms of a (near-)collinear design from the null vector of X'X."""
-    scale = np.sqrt(np.clip(np.diag(xtx), 1e-300, None))
-    corr = xtx / np.outer(scale, scale)
-    vals, vecs = np.linalg.eigh(corr)
-    if np.diag(xtx).min() > 0 and vals[0] > 1e-10 * max(vals[-1], 1.0):
-        return
-    if np.diag(xtx).min() <= 0:
-        bad = [names[i] for i in np.flatnonzero(np.diag(xtx) <= 0)]
-        raise EstimationError(f"{what}: the columns {bad} are identically zero")
-    v = vecs[:, 0]
-    bad = [names[i] for i in np.flatnonzero(np.abs(v) > 1e-3 * np.abs(v).max())]
-    raise EstimationError(f"{what}: the terms {bad} are collinear (or constant, which is collinear with "
-                          "the intercept); drop or combine them")
 
 
 def fit_logistic(engine, treatment: str, covariates: Sequence[str], *,

@@ -18,7 +18,10 @@ squares is a moment (Lunceford & Davidian 2004, sec. 3.2). It equals
 ``sum_j omega_j^2 (s_1j^2 / n_1j + s_0j^2 / n_0j) + sum_j omega_j (tau_j - tau)^2 / N``
 (stratum variances plus the sampling of the shares; ML variances) and treats the cut
 points and the propensity as fixed, as does the bucket bootstrap, which reweights the
-per-stratum totals.
+per-stratum totals. Estimating the score makes the estimator more precise than that
+(as for IPW: Rosenbaum 1987; Hirano, Imbens & Ridder 2003), so both are conservative:
+at 1000 rows of ``causal_core.datasets.confounded_binary`` the SE is ~1.2x the spread of
+the estimates and 10-strata intervals cover ~97% (bench/coverage.py).
 """
 
 from __future__ import annotations

@@ -156,3 +156,29 @@ def test_rows_without_unit_id_warn_about_the_bucket_bootstrap(fd):
         res = fit(fd.drop(columns="__unit"), frontdoor_expression(["X"], ["Y"], ["M"]),
                   bootstrap=BootstrapOptions(replicates=50)).result_
     assert res.diagnostics["bootstrap_se"] > 5 * res.diagnostics["analytic_se"]
+
+
+def test_every_strategy_of_the_plan_gives_the_same_plug_in(fd):
+    """identify() offers front-door and the general ID formula; both evaluate to the same
+    number on the same joint, and an Estimand works as well as its Expression."""
+    from causal_core.plan import identify
+
+    plan = identify("X <-> Y; X -> M -> Y", "X", "Y")
+    kinds = {s.kind: s for s in plan.strategies}
+    assert set(kinds) == {"frontdoor", "id"}
+    values = []
+    for kind, estimand in kinds.items():
+        for expression in (estimand, estimand.expression):
+            values.append(fit(fd, expression, strategy=kind, bootstrap=BootstrapOptions(replicates=0)).result_.estimate)
+    assert values == pytest.approx([frontdoor_numpy(fd)] * 4, rel=1e-9)
+
+
+def test_variables_default_to_those_the_expression_mentions(fd):
+    """Without design.variables the joint covers what the formula names (through labels)."""
+    frame = fd.rename(columns={"M": "__m0"})
+    design = Design(treatment="X", outcome="Y", strategy="frontdoor", labels=(("__m0", "M"),),
+                    expression=frontdoor_expression(["X"], ["Y"], ["M"]))
+    est = get_estimator("id_plugin")(bootstrap=BootstrapOptions(replicates=0))
+    res = est.fit(PandasMomentEngine(frame, n_buckets=20), design).result_
+    assert list(est.levels_) == ["X", "Y", "__m0"]
+    assert res.estimate == pytest.approx(frontdoor_numpy(fd), rel=1e-9)

@@ -97,9 +97,9 @@ def test_quasi_complete_separation_is_reported():
 def test_collinear_and_constant_covariates_are_named(data):
     df = data.assign(x3=2 * data.x1 - 1, c=3.0)
     eng = PandasMomentEngine(df, n_buckets=10)
-    with pytest.raises(EstimationError, match=r"\['intercept', 'x1', 'x3'\] are collinear"):
+    with pytest.raises(EstimationError, match=r"propensity model: collinear columns: 'x1', 'x3' are linearly"):
         fit_logistic(eng, "d", ["x1", "x2", "x3"])
-    with pytest.raises(EstimationError, match=r"'c'\] are collinear"):
+    with pytest.raises(EstimationError, match=r"propensity model: constant columns cannot be estimated: 'c'"):
         fit_logistic(eng, "d", ["x1", "c"])
 
 

@@ -89,3 +89,8 @@ def test_experiment_without_graph_gets_treatment_to_metric_edges():
                    "treatment_values: {arms: [c, t1, t2], control: c}\n")
     assert set(s.graph.directed) == {("arm", "a"), ("arm", "b")}
     assert s.treatment_values.contrasts() == (("t1", "c"), ("t2", "c"))
+
+
+def test_unknown_estimator_option_is_caught_before_spark():
+    with pytest.raises(SpecError, match=r"estimators.stratification.strata.*n_strata"):
+        parse_spec(GOOD.replace("[ols, {ipw: {trim: 0.02}}]", "[ols, {stratification: {strata: 5}}]"))
