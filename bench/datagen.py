@@ -197,3 +197,214 @@ def write_study(ds: Dataset, name: str, estimators: str, replicates: int, **kw) 
     path = ds.path.parent / f"{name}.yaml"
     path.write_text(study_yaml(ds, name, estimators, replicates, **kw))
     return path
+
+
+# ---------------------------------------------------------------------------------------
+# Sessions, clocks and budgets shared by the benchmarks (kept here so each script stays a
+# single readable file; bench/ may only hold these five files).
+# ---------------------------------------------------------------------------------------
+
+BENCH_DRIVER_MEMORY = "8g"
+
+
+def bench_session(data_dir: Path, driver_memory: str | None = BENCH_DRIVER_MEMORY):
+    """``jobs.session.build_session`` on the ``local`` profile (``local[*]``), with the
+    driver memory raised to ``driver_memory`` and the warehouse / metastore moved under
+    the data dir (no Hive catalog: the benchmarks read parquet paths)."""
+    from dataclasses import replace
+
+    from jobs.session import build_session, load_profile
+
+    profile = load_profile("local")
+    conf = dict(profile.conf)
+    if driver_memory:
+        conf["spark.driver.memory"] = driver_memory
+    profile = replace(profile, hive=False, conf=tuple(sorted(conf.items())),
+                      warehouse_dir=str(Path(data_dir) / "spark-warehouse"),
+                      metastore_dir=str(Path(data_dir) / "metastore_db"))
+    return build_session(profile)
+
+
+def session_facts(spark) -> str:
+    jvm = spark.sparkContext._jvm
+    heap = jvm.java.lang.Runtime.getRuntime().maxMemory() / 2 ** 30
+    return (f"Spark {spark.version}, master {spark.sparkContext.master}, "
+            f"{spark.sparkContext.defaultParallelism} cores, JVM max heap {heap:.1f} GiB, "
+            f"shuffle partitions {spark.conf.get('spark.sql.shuffle.partitions')}")
+
+
+def machine_facts() -> str:
+    load = os.getloadavg()
+    return f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (1/5/15 min)"
+
+
+def jvm_pid(spark) -> int:
+    return int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` from /proc (0 where unavailable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class Clock:
+    """Wall seconds and CPU seconds (this Python process plus, if given, the local Spark
+    JVM). CPU time is the number to trust when other work shares the machine."""
+
+    def __init__(self, jvm: int | None = None) -> None:
+        self.jvm = jvm
+
+    def __enter__(self) -> Clock:
+        self._w, self._p = time.perf_counter(), time.process_time()
+        self._j = _proc_cpu(self.jvm) if self.jvm else 0.0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self._w
+        self.cpu_python = time.process_time() - self._p
+        self.cpu_jvm = (_proc_cpu(self.jvm) - self._j) if self.jvm else 0.0
+        self.cpu = self.cpu_python + self.cpu_jvm
+
+
+class BudgetExceeded(RuntimeError):
+    pass
+
+
+class Budget:
+    """A wall-clock limit for one fit: past it, a watchdog cancels the running Spark jobs
+    (every second, so a pass started later is cancelled too) and :meth:`check` raises.
+    ``seconds=None`` means no limit."""
+
+    def __init__(self, spark, seconds: float | None) -> None:
+        self.spark, self.seconds = spark, seconds
+        self.exceeded = False
+
+    def __enter__(self) -> Budget:
+        import threading
+
+        self._t0 = time.perf_counter()
+        self._done = threading.Event()
+        if self.seconds is not None:
+            self._thread = threading.Thread(target=self._watch, daemon=True)
+            self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._done.wait(1.0):
+            if time.perf_counter() - self._t0 > self.seconds:
+                self.exceeded = True
+                self.spark.sparkContext.cancelAllJobs()
+
+    def check(self) -> None:
+        if self.seconds is not None and time.perf_counter() - self._t0 > self.seconds:
+            self.exceeded = True
+            raise BudgetExceeded(f"over the budget of {self.seconds:.0f} s")
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+
+
+def expr_nodes(exprs) -> int:
+    """Total node count of the expression trees (shared subtrees counted every time they
+    occur, as Spark sees them after compilation): a measure of per-row work."""
+    memo: dict[int, int] = {}
+
+    def size(e) -> int:
+        key = id(e)
+        if key not in memo:
+            children = [getattr(e, f) for f in ("left", "right", "arg") if hasattr(e, f)]
+            memo[key] = 1 + sum(size(c) for c in children)
+        return memo[key]
+
+    return sum(size(e) for e in exprs)
+
+
+class PassRecorder:
+    """A moment engine that forwards to a real one and records every pass (engine call):
+    its method, the number of expressions, their node count and its wall time. It checks
+    the budget before each pass; a pass cut short by the budget is recorded as such.
+    ``keep=True`` also keeps each ``bucket_sums`` pass's expressions and result, for
+    :func:`replay_wide` after the timed fit."""
+
+    def __init__(self, engine, budget: Budget | None = None, keep: bool = False, log=None) -> None:
+        self._engine, self._budget, self._keep, self._log = engine, budget, keep, log
+        self.passes: list[dict] = []
+
+    @property
+    def n_buckets(self) -> int:
+        return self._engine.n_buckets
+
+    def __getattr__(self, name):
+        target = getattr(self._engine, name)
+        if name not in ("bucket_sums", "cluster_cross_sums", "unit_counts", "replicate_sums"):
+            return target
+
+        def call(*args, **kwargs):
+            if self._budget is not None:
+                self._budget.check()
+            exprs = list(args[0]) if args else []
+            rec = {"method": name, "m": len(exprs), "nodes": expr_nodes(exprs)}
+            t0 = time.perf_counter()
+            try:
+                out = target(*args, **kwargs)
+            except Exception:
+                rec.update(seconds=time.perf_counter() - t0, cut=True)
+                self._record(rec)
+                raise
+            rec["seconds"] = time.perf_counter() - t0
+            if self._keep and name == "bucket_sums":
+                rec.update(exprs=exprs, out=out)
+            self._record(rec)
+            return out
+
+        return call
+
+    def _record(self, rec: dict) -> None:
+        self.passes.append(rec)
+        if self._log:
+            self._log(format_pass(len(self.passes), rec))
+
+
+def replay_wide(frame, passes: list[dict], budget: Budget | None = None, log=None) -> float:
+    """Replay the kept ``bucket_sums`` passes as wide aggregations
+    ``groupBy(bucket).agg(sum(e_1), ..., sum(e_m))`` of the same compiled expressions
+    (no explode, plain double sums); check they give the same sums and return the total
+    seconds. Separates the cost of the expressions from the engine's explode-and-sum."""
+    from pyspark.sql import functions as F
+
+    from causal_core.moments.engine import BUCKET
+    from jobs.spark_engine import compile_expr
+
+    total = 0.0
+    for i, rec in enumerate(passes, 1):
+        if "exprs" not in rec:
+            continue
+        if budget is not None:
+            budget.check()
+        exprs, expected = rec["exprs"], rec["out"]
+        t0 = time.perf_counter()
+        agg = frame.groupBy(BUCKET).agg(*[F.sum(compile_expr(e)).alias(f"s{j}") for j, e in enumerate(exprs)])
+        table = agg.toArrow()
+        rec["wide_seconds"] = time.perf_counter() - t0
+        total += rec["wide_seconds"]
+        got = np.zeros_like(expected)
+        got[table.column(BUCKET).to_numpy()] = np.column_stack(
+            [table.column(f"s{j}").to_numpy() for j in range(len(exprs))])
+        scale = np.abs(expected).max(axis=0) + 1.0
+        if np.nanmax(np.abs(got - expected) / scale) > 1e-9:  # the same sums up to summation order
+            raise AssertionError(f"pass {i}: the wide aggregation disagrees with the engine's bucket sums")
+        if log:
+            log(format_pass(i, rec))
+    return total
+
+
+def format_pass(i: int, rec: dict) -> str:
+    """One line per pass: what was summed, how big, how long (and the wide replay's time)."""
+    cut = "  (cut short by the budget)" if rec.get("cut") else ""
+    wide = f"   wide groupBy replay {rec['wide_seconds']:8.2f} s" if "wide_seconds" in rec else ""
+    return (f"    pass {i:>2} {rec['method']:<14} m={rec['m']:>4}  nodes={rec['nodes']:>8,}  "
+            f"{rec['seconds']:8.2f} s{wide}{cut}")

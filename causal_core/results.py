@@ -108,7 +108,8 @@ class NotEstimable:
     strategy: str
     metric: str
     reason: str
+    segment: str = "all"
 
     def to_dict(self) -> dict:
         return {"estimator": self.estimator, "strategy": self.strategy, "metric": self.metric,
-                "estimate": None, "reason": self.reason}
+                "segment": self.segment, "estimate": None, "reason": self.reason}

@@ -52,6 +52,14 @@ class ModelFrame:
     treated_value: Any
     control_value: Any
     levels: Mapping[str, tuple] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)  # model column -> graph variable it encodes
+
+    def without_variable(self, variable: str) -> ModelFrame:
+        """The same frame with the model columns that encode ``variable`` left out of the covariates
+        (inside one segment of a variable its columns are constant)."""
+        from dataclasses import replace
+
+        return replace(self, covariates=tuple(c for c in self.covariates if self.sources.get(c) != variable))
 
 
 def _is_numeric(df: DataFrame, name: str) -> bool:
@@ -151,12 +159,14 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
     cols: list[Column] = [t_col.alias("__t"), F.col(metric).cast("double").alias("__y")]
     labels = {"__t": spec.treatment[0], "__y": metric}
     names: dict[str, list[str]] = {"x": [], "m": [], "z": []}
+    sources: dict[str, str] = {}
     for prefix, variables in (("x", request.covariates), ("m", request.mediators), ("z", request.instruments)):
         for v in variables:
             for label, expr in encode_terms(df, spec, v):
                 name = f"__{prefix}{len(names[prefix])}"
                 names[prefix].append(name)
                 labels[name] = label
+                sources[name] = v
                 cols.append(expr.alias(name))
     keep = list(dict.fromkeys((*request.discrete, *spec.segments)))
     cols += [F.col(c) for c in keep]
@@ -168,5 +178,5 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
     return ModelFrame(df=model, treatment="__t", outcome="__y", covariates=tuple(names["x"]),
                       mediators=tuple(names["m"]), instruments=tuple(names["z"]), discrete=tuple(request.discrete),
                       labels=labels, n_rows=n_contrast, dropped_nulls=dropped, binary_treatment=binary,
-                      treated_value=treated, control_value=control)
+                      treated_value=treated, control_value=control, sources=sources)
 

@@ -117,7 +117,7 @@ def _fit(es, strategy, spec, model, metric, seed, engine_cls, segment: str) -> E
     except (EstimationError, WhybatchError) as exc:
         if isinstance(exc, SpecError):
             raise
-        return NotEstimable(es.name, strategy.name, metric, str(exc))
+        return NotEstimable(es.name, strategy.name, metric, str(exc), segment=segment)
     labels = {k: v for k, v in model.labels.items()}
     diagnostics = dict(result.diagnostics)
     diagnostics.setdefault("columns", labels)
@@ -206,7 +206,7 @@ def _segment_levels(model: ModelFrame, column: str) -> list:
 def _filter(model: ModelFrame, column: str, level: Any) -> ModelFrame:
     from dataclasses import replace
 
-    return replace(model, df=model.df.where(F.col(column) == F.lit(level)))
+    return replace(model, df=model.df.where(F.col(column) == F.lit(level))).without_variable(column)
 
 
 def write_results(results: dict, path: str | Path) -> Path:

@@ -81,12 +81,79 @@ def _compare(op: str, a: Column, b: Column) -> Column:
     return F.when(either_nan, F.lit(1.0 if op == "!=" else 0.0)).otherwise(cond.cast("double"))
 
 
+def _has_row_poisson(expr: Expr) -> bool:
+    if isinstance(expr, RowPoisson):
+        return True
+    if isinstance(expr, (BinOp, Compare)):
+        return _has_row_poisson(expr.left) or _has_row_poisson(expr.right)
+    if isinstance(expr, Func):
+        return _has_row_poisson(expr.arg)
+    return False
+
+
+def _sql_double(v: float) -> str:
+    if v != v:
+        return "CAST('NaN' AS DOUBLE)"
+    if v in (_INF, -_INF):
+        return f"CAST('{'-' if v < 0 else ''}Infinity' AS DOUBLE)"
+    return f"CAST('{v!r}' AS DOUBLE)"
+
+
+_ZERO = _sql_double(0.0)
+
+
+def compile_sql(expr: Expr) -> str:
+    """The Spark SQL text of ``expr`` (same semantics as :func:`compile_expr`).
+
+    One SQL string per moment costs one JVM call to parse, where building the same
+    expression from Column objects costs one py4j round trip per node — thousands for a
+    propensity pass.
+    """
+    if isinstance(expr, Col):
+        name = "`" + expr.name.replace("`", "``") + "`"
+        return f"coalesce(CAST({name} AS DOUBLE), {_sql_double(_NAN)})"
+    if isinstance(expr, Lit):
+        return _sql_double(float(expr.value))
+    if isinstance(expr, BinOp):
+        a, b = compile_sql(expr.left), compile_sql(expr.right)
+        if expr.op == "/":
+            return (f"(CASE WHEN ({b}) = {_ZERO} THEN ({a}) * power(({b}), {_sql_double(-1.0)}) "
+                    f"ELSE ({a}) / ({b}) END)")
+        return f"(({a}) {expr.op} ({b}))"
+    if isinstance(expr, Func):
+        a = compile_sql(expr.arg)
+        if expr.fn == "exp":
+            return f"exp({a})"
+        if expr.fn == "log":
+            return (f"(CASE WHEN ({a}) = {_ZERO} THEN {_sql_double(-_INF)} WHEN ({a}) < {_ZERO} "
+                    f"THEN {_sql_double(_NAN)} ELSE ln({a}) END)")
+        if expr.fn == "sigmoid":
+            return f"({_sql_double(1.0)} / ({_sql_double(1.0)} + exp(-({a}))))"
+        if expr.fn == "abs":
+            return f"abs({a})"
+        return f"sqrt({a})"
+    if isinstance(expr, Compare):
+        a, b = compile_sql(expr.left), compile_sql(expr.right)
+        op = "=" if expr.op == "==" else expr.op
+        nan_value = _sql_double(1.0 if expr.op == "!=" else 0.0)
+        return f"(CASE WHEN isnan({a}) OR isnan({b}) THEN {nan_value} ELSE CAST((({a}) {op} ({b})) AS DOUBLE) END)"
+    raise TypeError(f"no SQL form for {expr!r}")
+
+
 def compile_expr(expr: Expr, key: Column | None = None) -> Column:
     """A double Column computing ``expr`` row by row, as ``evaluate_numpy`` does.
 
     ``key`` is the unit key that :class:`RowPoisson` draws hash (default ``__unit``).
-    A NULL cell reads as NaN, as it does in pandas.
+    A NULL cell reads as NaN, as it does in pandas. Expressions without ``RowPoisson``
+    are compiled through SQL text (:func:`compile_sql`): one JVM call instead of one per node.
     """
+    if not _has_row_poisson(expr):
+        return F.expr(compile_sql(expr))
+    return _compile_columns(expr, key)
+
+
+def _compile_columns(expr: Expr, key: Column | None = None) -> Column:
+    """The Column-object compiler, needed for ``RowPoisson`` (its key is a Column)."""
     if isinstance(expr, Col):
         return F.coalesce(q(expr.name).cast("double"), F.lit(_NAN))
     if isinstance(expr, Lit):
@@ -191,6 +258,27 @@ class SparkMomentEngine:
         key = self._key()
         return F.array(*[compile_expr(e, key) for e in exprs])
 
+    def _projected(self, exprs: Sequence[Expr]) -> tuple[DataFrame, list[Column]]:
+        """The frame with repeated subexpressions projected once, and the compiled moments."""
+        from jobs.spark_cse import eliminate
+
+        key = self._key()
+        return eliminate(self._frame, exprs, lambda e: compile_expr(e, key))
+
+    def _wide_bucket_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
+        """One ``groupBy(bucket).agg(sum, sum, ...)``: the fast path (plain double sums)."""
+        frame, cols = self._projected(exprs)
+        agg = frame.groupBy(q(BUCKET).alias(_GROUP)).agg(
+            *[F.sum(c).alias(f"__s{j}") for j, c in enumerate(cols)])
+        table = collect_arrow(agg, self._n, "bucket sums")
+        group = table.column(_GROUP).to_numpy().astype(np.int64)
+        out = np.zeros((self._n, len(exprs)))
+        if len(group) and (group.min() < 0 or group.max() >= self._n):
+            raise DataCheckError(f"bucket sums: group ids outside [0, {self._n})")
+        for j in range(len(exprs)):
+            out[group, j] = table.column(f"__s{j}").to_numpy(zero_copy_only=False)
+        return out
+
     def _sum_long(self, long: DataFrame, groups: Sequence[str]) -> DataFrame:
         """Sum ``__v`` by ``groups``: exact limbs, or plain double sums."""
         if not self.exact:
@@ -217,7 +305,10 @@ class SparkMomentEngine:
     def bucket_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
         if not exprs:
             return np.zeros((self._n, 0))
-        long = self._frame.select(q(BUCKET).alias(_GROUP), F.posexplode(self._values(exprs)).alias(_POS, _VAL))
+        if not self.exact:
+            return self._wide_bucket_sums(exprs)
+        frame, cols = self._projected(exprs)
+        long = frame.select(q(BUCKET).alias(_GROUP), F.posexplode(F.array(*cols)).alias(_POS, _VAL))
         return self._dense(self._sum_long(long, [_GROUP, _POS]), self._n, len(exprs), "bucket sums")
 
     def cluster_cross_sums(self, exprs: Sequence[Expr]) -> np.ndarray:

@@ -10,6 +10,7 @@ from jobs.demo_data import build_demo_warehouse
 from jobs.run import Interval, estimate_study, run_key, write_results
 
 STUDIES = Path(__file__).resolve().parents[2] / "conf" / "studies"
+NAIVE_BIAS_DISCOUNT = 2.5  # lower bound of |naive - ATE| on the demo table (checked below)
 RESULT_FIELDS = {"estimator", "strategy", "metric", "contrast", "segment", "target", "estimate", "se", "ci_low",
                  "ci_high", "ci_method", "p_value", "n", "diagnostics"}
 
@@ -40,6 +41,12 @@ def test_example_study_recovers_the_truth(spark, truths, study, tmp_path):
         truth = truths.get((study, e["metric"], e["target"]))
         if truth is None or e["segment"] != "all":
             continue
+        if e["estimator"] == "stratification":
+            # Five propensity strata leave residual confounding by design (Cochran 1968: ~90% of the
+            # bias removed); demand most of the naive bias gone, not unbiasedness.
+            assert abs(e["estimate"] - truth) < 0.25 * NAIVE_BIAS_DISCOUNT, (e["estimate"], truth)
+            checked += 1
+            continue
         # 5 standard errors: a failure here is a real bias, not bad luck (p < 1e-6 per check).
         assert abs(e["estimate"] - truth) < 5 * e["se"], (e["estimator"], e["estimate"], truth, e["se"])
         assert e["ci_low"] < e["estimate"] < e["ci_high"]
@@ -53,7 +60,7 @@ def test_naive_difference_is_biased_in_the_observational_demo(spark, truths):
     rows = spark.table("demo.customers").where("age IS NOT NULL").groupBy("discount").agg(F.avg("spend")).collect()
     means = {r[0]: r[1] for r in rows}
     naive = means[1] - means[0]
-    assert abs(naive - truths[("discount_observational", "spend", "ate")]) > 1.0
+    assert abs(naive - truths[("discount_observational", "spend", "ate")]) > NAIVE_BIAS_DISCOUNT
 
 
 def test_interval_selects_partitions(spark, truths):
