@@ -25,7 +25,7 @@ TOP_FIELDS = (
     "derived", "encode", "target", "estimators", "bootstrap", "refuters", "segments", "checks",
     "tracking", "schedule", "adjustment", "seed",
 )
-DATA_FIELDS = ("table", "path", "format", "partition_column", "unit_id", "where", "nulls", "buckets")
+DATA_FIELDS = ("table", "path", "format", "partition_column", "unit_id", "where", "nulls", "buckets", "exact_sums")
 DESIGNS = ("observational", "experiment")
 TARGETS = ("ate", "att", "atc")
 FORMATS = ("parquet", "csv", "json", "orc", "delta")
@@ -49,6 +49,7 @@ class DataSpec:
     where: str | None = None
     nulls: str = "drop"
     buckets: int = 1000
+    exact_sums: bool = False  # bit-identical sums for any partitioning, at several times the cost
 
 
 @dataclass(frozen=True)
@@ -278,8 +279,13 @@ def _parse_data(data: Any, problems: _Problems) -> DataSpec:
         v = data.get(key)
         if v is not None and not isinstance(v, str):
             problems.add(f"data.{key}", f"expected text, got {v!r}")
+    exact = data.get("exact_sums", False)
+    if not isinstance(exact, bool):
+        problems.add("data.exact_sums", f"expected true or false, got {exact!r}")
+        exact = False
     return DataSpec(table=table, path=path, format=fmt, partition_column=data.get("partition_column"),
-                    unit_id=data.get("unit_id"), where=data.get("where"), nulls=nulls, buckets=buckets)
+                    unit_id=data.get("unit_id"), where=data.get("where"), nulls=nulls, buckets=buckets,
+                    exact_sums=exact)
 
 
 def _parse_derived(derived: Any, problems: _Problems) -> tuple[tuple[str, str], ...]:

@@ -112,7 +112,7 @@ def _fit(es, strategy, spec, model, metric, seed, engine_cls, segment: str) -> E
     try:
         est = _make_estimator(es, spec, seed)
         design = _design(model, strategy, spec, metric, es.name)
-        engine = engine_cls(model.df, n_buckets=spec.data.buckets)
+        engine = engine_cls(model.df, n_buckets=spec.data.buckets, exact=spec.data.exact_sums)
         result = est.fit(engine, design).result_
     except (EstimationError, WhybatchError) as exc:
         if isinstance(exc, SpecError):
