@@ -136,7 +136,9 @@ def demo(rows: Annotated[int, typer.Option(help="rows per demo table")] = 200_00
                 table.add_row(spec.name, e["metric"], e["estimator"], e["segment"], e["target"],
                               f"{e['estimate']:.4f}", f"[{e['ci_low']:.4f}, {e['ci_high']:.4f}]",
                               "" if truth is None or e["segment"] != "all" else f"{truth:.4f}", covered)
-        console.print(table)
+        table.caption = ("covered = the 95% CI contains the simulated truth; coarse propensity strata "
+                         "(stratification) leave residual confounding by design")
+        Console(width=max(console.width, 150)).print(table)
         console.print(f"results files in {output}/")
     except WhybatchError as exc:
         _fail(exc)
