@@ -31,12 +31,12 @@ from collections.abc import Callable
 import numpy as np
 
 from causal_core.errors import EstimationError
-from causal_core.estimators.base import BootstrapOptions, Design, Estimator, register
+from causal_core.estimators.base import Design, register
 from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
 from causal_core.estimators.linear import batched_solve, check_regressors, gram_exprs, score_meat, unpack_gram
 from causal_core.estimators.moment_batch import MomentBatch, times
 from causal_core.estimators.propensity import LogisticFit, fit_logistic, logistic_terms
-from causal_core.estimators.weighting import PropensityWarning, PropensityWeights, overlap_warnings
+from causal_core.estimators.weighting import PropensityEstimator, PropensityWarning, PropensityWeights, overlap_warnings
 from causal_core.moments.expr import Expr, col, linear, lit
 
 ARMS = (1, 0)
@@ -119,7 +119,7 @@ def aipw_statistic(fit: LogisticFit, gamma: dict[int, np.ndarray]) -> Callable[[
 
 
 @register
-class AIPW(Estimator):
+class AIPW(PropensityEstimator):
     """Doubly robust AIPW for the ATE, ATT or ATC (see module docstring).
 
     ``trim`` / ``clip`` as for ``ipw`` (default neither; a warning names the rows with
@@ -128,22 +128,6 @@ class AIPW(Estimator):
     """
 
     name = "aipw"
-    strategies = frozenset({"backdoor"})
-    targets = frozenset({"ate", "att", "atc"})
-    binary_treatment = True
-
-    def __init__(self, *, trim: float | None = None, clip: float | None = None,
-                 bootstrap: BootstrapOptions = BootstrapOptions(), level: float | None = None,
-                 ci_method: str | None = None, near_bound: float = 0.01, max_iter: int = 50,
-                 tol: float = 1e-10) -> None:
-        self.trim = trim
-        self.clip = clip
-        self.bootstrap = bootstrap
-        self.level = level
-        self.ci_method = ci_method
-        self.near_bound = near_bound
-        self.max_iter = max_iter
-        self.tol = tol
 
     def fit(self, engine, design: Design) -> AIPW:
         self.check_design(design)

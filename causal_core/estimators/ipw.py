@@ -28,13 +28,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from causal_core.estimators.base import BootstrapOptions, Design, Estimator, register
+from causal_core.estimators.base import Design, register
 from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
 from causal_core.estimators.linear import score_meat
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
 from causal_core.estimators.propensity import LogisticFit, fit_logistic
 from causal_core.estimators.score_quantiles import COARSE_PROBS, QuantileRequest, coarse_cdf, refine_quantiles
-from causal_core.estimators.weighting import (PropensityWarning, PropensityWeights, kish_ess,
+from causal_core.estimators.weighting import (PropensityEstimator, PropensityWarning, PropensityWeights, kish_ess,
                                               overlap_warnings, standardized_differences)
 from causal_core.moments.expr import Expr, col, lit, sigmoid
 
@@ -171,7 +171,7 @@ def weighting_diagnostics(engine, design: Design, fit: LogisticFit, pw: Propensi
 
 
 @register
-class IPW(Estimator):
+class IPW(PropensityEstimator):
     """Hajek inverse probability weighting for the ATE, ATT or ATC (see module docstring).
 
     Options: ``trim`` a in (0, 0.5) drops units with propensity outside [a, 1 - a]
@@ -183,22 +183,6 @@ class IPW(Estimator):
     """
 
     name = "ipw"
-    strategies = frozenset({"backdoor"})
-    targets = frozenset({"ate", "att", "atc"})
-    binary_treatment = True
-
-    def __init__(self, *, trim: float | None = None, clip: float | None = None,
-                 bootstrap: BootstrapOptions = BootstrapOptions(), level: float | None = None,
-                 ci_method: str | None = None, near_bound: float = 0.01, max_iter: int = 50,
-                 tol: float = 1e-10) -> None:
-        self.trim = trim
-        self.clip = clip
-        self.bootstrap = bootstrap
-        self.level = level
-        self.ci_method = ci_method
-        self.near_bound = near_bound
-        self.max_iter = max_iter
-        self.tol = tol
 
     def fit(self, engine, design: Design) -> IPW:
         self.check_design(design)

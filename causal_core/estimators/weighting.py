@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from causal_core.estimators.base import BootstrapOptions, Estimator
+
 from causal_core.errors import EstimationError
 from causal_core.estimators.moment_batch import times
 from causal_core.estimators.propensity import LogisticFit
@@ -151,3 +153,25 @@ def overlap_warnings(near: float, n: float, bound: float, max_smd_after: float |
         out.append(f"after weighting the largest absolute standardized mean difference is {max_smd_after:.3f} "
                    f"(> {smd_threshold}): the propensity model may be misspecified")
     return out
+
+
+class PropensityEstimator(Estimator):
+    """Shared options of the propensity-weighting estimators (``ipw``, ``aipw``): trimming
+    or clipping of the fitted propensity, the warning bound, and the Newton settings."""
+
+    strategies = frozenset({"backdoor"})
+    targets = frozenset({"ate", "att", "atc"})
+    binary_treatment = True
+
+    def __init__(self, *, trim: float | None = None, clip: float | None = None,
+                 bootstrap: BootstrapOptions = BootstrapOptions(), level: float | None = None,
+                 ci_method: str | None = None, near_bound: float = 0.01, max_iter: int = 50,
+                 tol: float = 1e-10) -> None:
+        self.trim = trim
+        self.clip = clip
+        self.bootstrap = bootstrap
+        self.level = level
+        self.ci_method = ci_method
+        self.near_bound = near_bound
+        self.max_iter = max_iter
+        self.tol = tol
