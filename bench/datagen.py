@@ -180,12 +180,14 @@ def spark_dataset(spark, rows: int, data_dir: Path = DEFAULT_DATA_DIR, seed: int
 
 
 def study_yaml(ds: Dataset, name: str, estimators: str, replicates: int, seed: int = 11,
-               buckets: int = 1000) -> str:
-    """A whybatch study spec over the dataset: the true graph, ``estimators`` as YAML text."""
+               buckets: int = 1000, exact_sums: bool | None = None) -> str:
+    """A whybatch study spec over the dataset: the true graph, ``estimators`` as YAML text;
+    ``exact_sums`` is written only when given (else the spec default applies)."""
     edges = "\n".join(f"  {w} -> {TREATMENT}\n  {w} -> {OUTCOME}" for w in CONFOUNDERS)
+    exact = "" if exact_sums is None else f"  exact_sums: {str(bool(exact_sums)).lower()}\n"
     return (f"name: {name}\n"
             "design: observational\n"
-            f"data:\n  path: {ds.path}\n  format: parquet\n  buckets: {buckets}\n"
+            f"data:\n  path: {ds.path}\n  format: parquet\n  buckets: {buckets}\n{exact}"
             f"graph: |\n  {TREATMENT} -> {OUTCOME}\n{edges}\n"
             f"treatment: {TREATMENT}\noutcome: {OUTCOME}\ntarget: ate\n"
             f"estimators: {estimators}\n"
@@ -408,3 +410,23 @@ def format_pass(i: int, rec: dict) -> str:
     wide = f"   wide groupBy replay {rec['wide_seconds']:8.2f} s" if "wide_seconds" in rec else ""
     return (f"    pass {i:>2} {rec['method']:<14} m={rec['m']:>4}  nodes={rec['nodes']:>8,}  "
             f"{rec['seconds']:8.2f} s{wide}{cut}")
+
+
+ENGINE_FILES = ("jobs/spark_engine.py", "jobs/spark_cse.py", "jobs/exact_sums.py", "jobs/run.py",
+                "causal_core/estimators/ols.py", "causal_core/estimators/ipw.py")
+
+
+def code_facts() -> str:
+    """Which engine code the numbers belong to (the tree changes while others work on it)."""
+    import hashlib
+    from datetime import datetime, timezone
+
+    repo = Path(__file__).resolve().parent.parent
+    parts = []
+    for rel in ENGINE_FILES:
+        p = repo / rel
+        if p.exists():
+            digest = hashlib.sha256(p.read_bytes()).hexdigest()[:10]
+            stamp = datetime.fromtimestamp(p.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M")
+            parts.append(f"{Path(rel).name} {digest} ({stamp} UTC)")
+    return "; ".join(parts)

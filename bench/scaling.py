@@ -35,8 +35,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.datagen import (  # noqa: E402
-    ATE, DEFAULT_DATA_DIR, Budget, Clock, bench_session, jvm_pid, machine_facts, session_facts, spark_dataset,
-    study_yaml,
+    ATE, DEFAULT_DATA_DIR, Budget, Clock, bench_session, code_facts, jvm_pid, machine_facts, session_facts,
+    spark_dataset, study_yaml,
 )
 
 MIB = 2 ** 20
@@ -80,11 +80,12 @@ def live_heap_mib(spark) -> float:
     return (int(rt.totalMemory()) - int(rt.freeMemory())) / MIB
 
 
-def fit_study(spark, ds, name: str, replicates: int, budget_s: float | None, jvm: int) -> dict:
+def fit_study(spark, ds, name: str, replicates: int, budget_s: float | None, jvm: int,
+              exact_sums: bool | None) -> dict:
     from causal_core.spec import parse_spec
     from jobs.run import Interval, estimate_study
 
-    spec = parse_spec(study_yaml(ds, f"bench_scaling_{name}", f"[{name}]", replicates))
+    spec = parse_spec(study_yaml(ds, f"bench_scaling_{name}", f"[{name}]", replicates, exact_sums=exact_sums))
     row = {"rows": ds.rows, "estimator": name, "over_budget": False, "estimate": None}
     with Budget(spark, budget_s) as budget, HeapSampler(spark) as heap:
         try:
@@ -126,14 +127,17 @@ def main() -> None:
     ap.add_argument("--estimators", nargs="+", default=["ols", "ipw"], choices=["ols", "ipw"])
     ap.add_argument("--replicates", type=int, default=1000)
     ap.add_argument("--budget", type=float, default=1200.0, help="seconds per fit; 0 for none")
+    ap.add_argument("--exact-sums", action="store_true", help="data.exact_sums: true (default: the spec default)")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
 
     t0 = time.perf_counter()
     print(f"scaling: sizes {[f'{s:,}' for s in args.sizes]}; machine: {machine_facts()}")
+    print(f"engine code: {code_facts()}")
     with Clock() as c:
         spark = bench_session(args.data_dir)
     print(f"session: {session_facts(spark)} (started in {c.wall:.1f} s)")
+    print(f"engine sums: {'exact (data.exact_sums: true)' if args.exact_sums else 'the spec default (data.exact_sums unset)'}")
     jvm = jvm_pid(spark)
     print(f"Python peak RSS after session start: {python_peak_rss_mib():.0f} MiB; "
           f"JVM live heap: {live_heap_mib(spark):.0f} MiB")
@@ -142,7 +146,8 @@ def main() -> None:
         ds = spark_dataset(spark, n, args.data_dir, seed=args.seed)
         for name in args.estimators:
             print(f"{n:,} rows, {name} (B = {args.replicates}):")
-            rows.append(fit_study(spark, ds, name, args.replicates, args.budget or None, jvm))
+            rows.append(fit_study(spark, ds, name, args.replicates, args.budget or None, jvm,
+                                  True if args.exact_sums else None))
         print_table(rows)
     print(f"\ntotal bench time {time.perf_counter() - t0:.0f} s; machine at the end: {machine_facts()}")
 

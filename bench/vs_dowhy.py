@@ -43,8 +43,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.datagen import (  # noqa: E402
-    ATE, CONFOUNDERS, DEFAULT_DATA_DIR, OUTCOME, TREATMENT, Clock, bench_session, jvm_pid, machine_facts,
-    numpy_dataset, session_facts, study_yaml, write_study,
+    ATE, CONFOUNDERS, DEFAULT_DATA_DIR, OUTCOME, TREATMENT, Clock, bench_session, code_facts, jvm_pid,
+    machine_facts, numpy_dataset, session_facts, study_yaml, write_study,
 )
 
 CLIP = 0.05
@@ -225,6 +225,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     print(f"vs_dowhy: {args.rows:,} rows, B = {args.replicates}; machine: {machine_facts()}")
+    print(f"engine code: {code_facts()}")
     ds = numpy_dataset(args.rows, args.data_dir, seed=args.seed)
     dowhy = None if args.skip_dowhy else dowhy_runs(ds.path, args.replicates)
     warm = whybatch_warm(ds, ds.path.parent, args.replicates)

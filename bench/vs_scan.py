@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.datagen import (  # noqa: E402
     ATE, CONFOUNDERS, DEFAULT_DATA_DIR, OUTCOME, TREATMENT, Budget, Clock, PassRecorder,
-    bench_session, jvm_pid, machine_facts, replay_wide, session_facts, spark_dataset,
+    bench_session, code_facts, jvm_pid, machine_facts, replay_wide, session_facts, spark_dataset,
 )
 
 COLUMNS = (*CONFOUNDERS, TREATMENT, OUTCOME)
@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     ap.add_argument("--estimators", nargs="+", default=["ols", "ipw"], choices=["ols", "ipw"])
-    ap.add_argument("--modes", nargs="+", default=["exact", "fast"], choices=["exact", "fast"])
+    ap.add_argument("--modes", nargs="+", default=["fast", "exact"], choices=["exact", "fast"])
     ap.add_argument("--replicates", type=int, default=1000)
     ap.add_argument("--buckets", type=int, default=1000)
     ap.add_argument("--no-cache", dest="cache", action="store_false",
@@ -130,6 +130,7 @@ def main() -> None:
 
     t_start = time.perf_counter()
     print(f"vs_scan: {args.rows:,} rows; machine: {machine_facts()}")
+    print(f"engine code: {code_facts()}")
     with Clock() as c:
         spark = bench_session(args.data_dir)
     print(f"session: {session_facts(spark)} (started in {c.wall:.1f} s)")
