@@ -265,16 +265,24 @@ class SparkMomentEngine:
         key = self._key()
         return eliminate(self._frame, exprs, lambda e: compile_expr(e, key))
 
-    def _wide_bucket_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
-        """One ``groupBy(bucket).agg(sum, sum, ...)``: the fast path (plain double sums)."""
+    def _group(self, key: Expr | None, levels: int) -> Column:
+        """The aggregation group: the bucket, or ``bucket * levels + key``."""
+        if key is None:
+            return q(BUCKET)
+        k = F.expr(compile_sql(key))
+        return q(BUCKET) * F.lit(int(levels)) + k.cast("int")
+
+    def _wide_bucket_sums(self, exprs: Sequence[Expr], key: Expr | None = None, levels: int = 1) -> np.ndarray:
+        """One ``groupBy(group).agg(sum, sum, ...)``: the fast path (plain double sums)."""
         frame, cols = self._projected(exprs)
-        agg = frame.groupBy(q(BUCKET).alias(_GROUP)).agg(
+        n_groups = self._n * levels
+        agg = frame.groupBy(self._group(key, levels).alias(_GROUP)).agg(
             *[F.sum(c).alias(f"__s{j}") for j, c in enumerate(cols)])
-        table = collect_arrow(agg, self._n, "bucket sums")
+        table = collect_arrow(agg, n_groups, "bucket sums")
         group = table.column(_GROUP).to_numpy().astype(np.int64)
-        out = np.zeros((self._n, len(exprs)))
-        if len(group) and (group.min() < 0 or group.max() >= self._n):
-            raise DataCheckError(f"bucket sums: group ids outside [0, {self._n})")
+        out = np.zeros((n_groups, len(exprs)))
+        if len(group) and (group.min() < 0 or group.max() >= n_groups):
+            raise DataCheckError(f"bucket sums: group ids outside [0, {n_groups})")
         for j in range(len(exprs)):
             out[group, j] = table.column(f"__s{j}").to_numpy(zero_copy_only=False)
         return out
@@ -310,6 +318,25 @@ class SparkMomentEngine:
         frame, cols = self._projected(exprs)
         long = frame.select(q(BUCKET).alias(_GROUP), F.posexplode(F.array(*cols)).alias(_POS, _VAL))
         return self._dense(self._sum_long(long, [_GROUP, _POS]), self._n, len(exprs), "bucket sums")
+
+    def grouped_sums(self, exprs: Sequence[Expr], key: Expr, levels: int) -> np.ndarray:
+        levels = int(levels)
+        if not exprs:
+            return np.zeros((self._n, levels, 0))
+        bad = Compare("<", key, Lit(0.0)) + Compare(">=", key, Lit(float(levels))) + \
+            Compare("!=", key, key)  # below, above, or NaN: counted, refused below
+        if not self.exact:
+            out = self._wide_bucket_sums([*exprs, bad], key * Compare("==", bad, Lit(0.0)), levels)
+        else:
+            frame, cols = self._projected([*exprs, bad])
+            safe = key * Compare("==", bad, Lit(0.0))
+            long = frame.select(self._group(safe, levels).alias(_GROUP),
+                                F.posexplode(F.array(*cols)).alias(_POS, _VAL))
+            out = self._dense(self._sum_long(long, [_GROUP, _POS]), self._n * levels, len(exprs) + 1,
+                              "grouped sums")
+        if out[:, -1].sum() > 0:
+            raise ValueError(f"grouped sums: the key takes values outside [0, {levels})")
+        return out[:, :-1].reshape(self._n, levels, len(exprs))
 
     def cluster_cross_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
         m = len(exprs)

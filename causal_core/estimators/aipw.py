@@ -62,7 +62,7 @@ def solve_outcome_models(gram: np.ndarray, p: int) -> np.ndarray:
 def _fit_outcomes(fit: LogisticFit, design: Design) -> dict[int, np.ndarray]:
     p, gamma = fit.p, {}
     for a in ARMS:
-        gram = fit.extra.total_vector(f"gram{a}")
+        gram = fit.arm_gram(a)
         try:
             if p > 1:  # (an intercept alone needs only rows, which the propensity fit checked)
                 check_regressors(unpack_gram(gram, p + 1)[:p, :p], fit.names)
@@ -134,7 +134,7 @@ class AIPW(PropensityEstimator):
         check_options(self.bootstrap, self.ci_method, self.level)
         grams = outcome_gram_exprs(design)
         fit = fit_logistic(engine, design.treatment, design.covariates, max_iter=self.max_iter, tol=self.tol,
-                           label=design.label, extra=[(f"gram{a}", grams[a]) for a in ARMS])
+                           label=design.label, outcome=design.outcome)
         gamma = _fit_outcomes(fit, design)
         pw = PropensityWeights.build(fit, design.target, trim=self.trim, clip=self.clip)
         batch, if_exprs = _if_batch(design, fit, pw, gamma, self.near_bound)
@@ -148,7 +148,7 @@ class AIPW(PropensityEstimator):
         reps = bootstrap_replicates(
             engine, [*fit.score_exprs, *grams[1], *grams[0], *batch.exprs("g"), *batch.exprs("h"),
                      *batch.exprs("jac")],
-            np.hstack([fit.bucket_scores, fit.extra.buckets("gram1"), fit.extra.buckets("gram0"),
+            np.hstack([fit.bucket_scores, fit.arm_gram(1, buckets=True), fit.arm_gram(0, buckets=True),
                        sums.buckets("g"), sums.buckets("h"), sums.buckets("jac")]),
             aipw_statistic(fit, gamma), self.bootstrap)
         self.propensity_, self.outcome_coefficients_ = fit, gamma

@@ -11,9 +11,10 @@ propensity coefficients ``b``, computed in one pass after the logistic fit:
 * the four totals ``T = (sum d S w1, sum d S w1 y, sum (1-d) S w0, sum (1-d) S w0 y)``;
 * their Jacobians ``dT/db`` (per bucket), which are the bread of the sandwich and the
   linearization of the bootstrap;
-* the cross products ``sum c c'`` of the per-row base vector
-  ``c = (d S w1, d S w1 y, (1-d) S w0, (1-d) S w0 y, (d - e) x)``, since every stacked
-  estimating function is linear in ``c`` given ``(mu1, mu0)``.
+* after that pass, ``sum (v' c)^2`` for the per-row base vector
+  ``c = (d S w1, d S w1 y, (1-d) S w0, (1-d) S w0 y, (d - e) x)``: every stacked
+  estimating function is linear in ``c`` given ``(mu1, mu0)``, so the influence function
+  of the effect is ``v' c`` with ``v`` from the totals and Jacobians (a one-sum pass).
 
 The SE is the M-estimation sandwich of the stacked equations ``(psi_1, psi_0, score of
 b)``, which accounts for estimating the propensity (Lunceford & Davidian 2004, sec. 3.2
@@ -30,13 +31,13 @@ import numpy as np
 
 from causal_core.estimators.base import Design, register
 from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
-from causal_core.estimators.linear import score_meat
+from causal_core.estimators.linear import score_meat, unpack_gram
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
 from causal_core.estimators.propensity import LogisticFit, fit_logistic
 from causal_core.estimators.score_quantiles import COARSE_PROBS, QuantileRequest, coarse_cdf, refine_quantiles
 from causal_core.estimators.weighting import (PropensityEstimator, PropensityWarning, PropensityWeights, kish_ess,
                                               overlap_warnings, standardized_differences)
-from causal_core.moments.expr import Expr, col, lit, sigmoid
+from causal_core.moments.expr import Expr, col, linear, lit, sigmoid
 
 ARMS = (1, 0)
 
@@ -52,11 +53,10 @@ def _base_exprs(design: Design, fit: LogisticFit, pw: PropensityWeights) -> tupl
     return t, t + [times(resid, x) for x in fit.terms]
 
 
-def _main_batch(design: Design, fit: LogisticFit, pw: PropensityWeights, near_bound: float,
-                clustered: bool) -> MomentBatch:
+def _main_batch(design: Design, fit: LogisticFit, pw: PropensityWeights, near_bound: float) -> MomentBatch:
     """Everything the estimate, the SE, the bootstrap and the diagnostics need: one pass."""
     y = col(design.outcome)
-    t, c = _base_exprs(design, fit, pw)
+    t, _ = _base_exprs(design, fit, pw)
     batch = MomentBatch()
     batch.add("t", t)
     jac = []
@@ -64,15 +64,10 @@ def _main_batch(design: Design, fit: LogisticFit, pw: PropensityWeights, near_bo
         ad = times(times(pw.arm(design.treatment, a), pw.keep), pw.dweight(a))
         jac += [times(ad, x) for x in fit.terms] + [times(times(ad, y), x) for x in fit.terms]
     batch.add("jac", jac)
-    if not clustered:
-        batch.add_products("cc", c)
     covs = [col(v) for v in design.covariates]
     for a in ARMS:
         arm = pw.arm(design.treatment, a)
         aw = times(times(arm, pw.keep), pw.weight(a))
-        batch.add(f"n{a}", arm)
-        batch.add(f"sx{a}", [times(arm, x) for x in covs])
-        batch.add(f"sxx{a}", [times(arm, x * x) for x in covs])
         batch.add(f"w2{a}", times(aw, pw.weight(a)))
         batch.add(f"wsx{a}", [times(aw, x) for x in covs])
         batch.add(f"wsxx{a}", [times(aw, x * x) for x in covs])
@@ -83,13 +78,15 @@ def _main_batch(design: Design, fit: LogisticFit, pw: PropensityWeights, near_bo
     return batch
 
 
-def hajek_sandwich(t: np.ndarray, jac: np.ndarray, cc: np.ndarray, hess: np.ndarray) -> float:
-    """Variance of mu1 - mu0 from the stacked estimating equations.
+def hajek_influence(t: np.ndarray, jac: np.ndarray, hess: np.ndarray) -> np.ndarray:
+    """The coefficients ``v`` (4 + p,) of the influence function ``v' c`` of mu1 - mu0.
 
-    ``t`` (4,) totals, ``jac`` (4, p) their derivatives in b, ``cc`` (4+p, 4+p) the cross
-    products of the base vector, ``hess`` (p, p) the logistic information. With
-    theta = (mu1, mu0, b), the bread is G = d(sum psi)/d(theta) and the meat L cc L',
-    psi = L c; V = G^-1 L cc L' G^-T (Stefanski & Boos 2002, eq. 5).
+    ``t`` (4,) totals, ``jac`` (4, p) their derivatives in b, ``hess`` (p, p) the logistic
+    information; ``c`` is the per-row base vector. With theta = (mu1, mu0, b), the bread
+    is G = d(sum psi)/d(theta) and psi = L c, so the sandwich G^-1 L cc' L' G^-T of the
+    stacked equations (Stefanski & Boos 2002, eq. 5) is ``sum_i (v' c_i)^2`` with
+    ``v = L' G^-T a``: one squared row expression instead of the (4 + p)^2 / 2 cross
+    products of ``c``.
     """
     p = hess.shape[0]
     mu1, mu0 = t[1] / t[0], t[3] / t[2]
@@ -103,8 +100,7 @@ def hajek_sandwich(t: np.ndarray, jac: np.ndarray, cc: np.ndarray, hess: np.ndar
     el[1, 2:4] = (-mu0, 1.0)
     el[2:, 4:] = np.eye(p)
     ginv_a = np.linalg.solve(g.T, np.r_[1.0, -1.0, np.zeros(p)])
-    v = el.T @ ginv_a
-    return float(v @ cc @ v)
+    return el.T @ ginv_a
 
 
 def hajek_statistic(fit: LogisticFit) -> Callable[[np.ndarray], np.ndarray]:
@@ -120,11 +116,22 @@ def hajek_statistic(fit: LogisticFit) -> Callable[[np.ndarray], np.ndarray]:
     return statistic
 
 
-def _arm_range(engine, pw: PropensityWeights, treatment: str, sums: BucketMoments) -> dict[str, list[float]]:
+def arm_moments(fit: LogisticFit) -> dict[int, tuple[float, np.ndarray, np.ndarray]]:
+    """Per arm: rows, sums and sums of squares of the covariates (from the first pass)."""
+    out = {}
+    for a in ARMS:
+        m = round((np.sqrt(8 * len(fit.arm_gram(a)) + 1) - 1) / 2)
+        g = unpack_gram(fit.arm_gram(a), m)
+        out[a] = (float(g[0, 0]), g[0, 1:fit.p], np.diag(g)[1:fit.p])
+    return out
+
+
+def _arm_range(engine, pw: PropensityWeights, treatment: str, sums: BucketMoments,
+               n_arm: dict[int, float]) -> dict[str, list[float]]:
     """The propensity range per arm: outer bounds, 1/16 of a propensity band apart (one pass)."""
     reqs = []
     for a in ARMS:
-        n, counts = sums.total(f"n{a}"), sums.total_vector(f"cdf{a}")
+        n, counts = n_arm[a], sums.total_vector(f"cdf{a}")
         arm = pw.arm(treatment, a)
         reqs += [QuantileRequest(arm, n, counts, 0.0), QuantileRequest(arm, n, counts, 1.0)]
     b = refine_quantiles(engine, pw.eta, reqs)
@@ -132,12 +139,12 @@ def _arm_range(engine, pw: PropensityWeights, treatment: str, sums: BucketMoment
     return {"treated": [sig(b[0][0]), sig(b[1][1])], "control": [sig(b[2][0]), sig(b[3][1])]}
 
 
-def _histogram(sums: BucketMoments) -> dict:
+def _histogram(sums: BucketMoments, n_arm: dict[int, float]) -> dict:
     """Rows per arm in the propensity bands between consecutive ``COARSE_PROBS``."""
     edges = [0.0, *COARSE_PROBS, 1.0]
     out = {"edges": edges}
     for a, label in zip(ARMS, ("treated", "control")):
-        cum = np.r_[0.0, sums.total_vector(f"cdf{a}"), sums.total(f"n{a}")]
+        cum = np.r_[0.0, sums.total_vector(f"cdf{a}"), n_arm[a]]
         out[label] = [int(round(c)) for c in np.diff(cum)]
     return out
 
@@ -146,8 +153,12 @@ def weighting_diagnostics(engine, design: Design, fit: LogisticFit, pw: Propensi
                           sums: BucketMoments, near_bound: float) -> dict:
     """ESS, propensity ranges, trimmed/clipped counts, balance and warnings (shared with AIPW)."""
     tot = lambda name: np.array([np.atleast_1d(sums.total_vector(f"{name}{a}")) for a in ARMS])  # noqa: E731
-    n, wn = tot("n")[:, 0], np.array([sums.total_vector("t")[0], sums.total_vector("t")[2]])
-    before, after = standardized_differences(n, tot("sx"), tot("sxx"), wn, tot("wsx"), tot("wsxx"))
+    arms = arm_moments(fit)
+    n_arm = {a: arms[a][0] for a in ARMS}
+    n = np.array([n_arm[a] for a in ARMS])
+    sx, sxx = (np.array([arms[a][k] for a in ARMS]) for k in (1, 2))
+    wn = np.array([sums.total_vector("t")[0], sums.total_vector("t")[2]])
+    before, after = standardized_differences(n, sx, sxx, wn, tot("wsx"), tot("wsxx"))
     w2 = tot("w2")[:, 0]
     kept, clipped, near = tot("kept")[:, 0], tot("clipped")[:, 0], tot("near")[:, 0]
     max_after = float(np.max(np.abs(after))) if len(after) else 0.0
@@ -159,8 +170,8 @@ def weighting_diagnostics(engine, design: Design, fit: LogisticFit, pw: Propensi
         "propensity_iterations": fit.n_iter,
         "n_treated": int(n[0]), "n_control": int(n[1]),
         "effective_sample_size": {"treated": kish_ess(wn[0], w2[0]), "control": kish_ess(wn[1], w2[1])},
-        "propensity_range": _arm_range(engine, pw, design.treatment, sums),
-        "propensity_histogram": _histogram(sums),
+        "propensity_range": _arm_range(engine, pw, design.treatment, sums, n_arm),
+        "propensity_histogram": _histogram(sums, n_arm),
         "n_trimmed": {"treated": int(n[0] - kept[0]), "control": int(n[1] - kept[1])},
         "n_clipped": {"treated": int(clipped[0]), "control": int(clipped[1])},
         "n_near_bounds": int(near.sum()), "near_bound": near_bound,
@@ -190,14 +201,12 @@ class IPW(PropensityEstimator):
         fit = fit_logistic(engine, design.treatment, design.covariates, max_iter=self.max_iter, tol=self.tol,
                            label=design.label)
         pw = PropensityWeights.build(fit, design.target, trim=self.trim, clip=self.clip)
-        batch = _main_batch(design, fit, pw, self.near_bound, design.clustered)
+        batch = _main_batch(design, fit, pw, self.near_bound)
         sums = batch.run(engine)
         t, jac = sums.total_vector("t"), sums.total_vector("jac").reshape(4, fit.p)
-        if design.clustered:
-            cc = score_meat(engine, _base_exprs(design, fit, pw)[1], clustered=True)
-        else:
-            cc = sums.symmetric("cc", 4 + fit.p)
-        se = float(np.sqrt(max(hajek_sandwich(t, jac, cc, fit.hessian), 0.0)))
+        v = hajek_influence(t, jac, fit.hessian)
+        psi = linear(v, _base_exprs(design, fit, pw)[1])
+        se = float(np.sqrt(max(score_meat(engine, [psi], clustered=design.clustered)[0, 0], 0.0)))
         reps = bootstrap_replicates(
             engine, [*fit.score_exprs, *batch.exprs("t"), *batch.exprs("jac")],
             np.hstack([fit.bucket_scores, sums.buckets("t"), sums.buckets("jac")]),

@@ -19,6 +19,12 @@ factors. The effect's variance stacks the regression scores ``x e`` with the mea
 (Newey & McFadden 1994, §6). ``diagnostics["se_fixed_covariates"]`` is the variance
 that treats the covariate means as fixed — what statsmodels reports for the treatment
 coefficient after centring the covariates at the target means.
+
+The second pass sums only the squares and cross products of three projected scores
+``l' s`` (the effect, the fixed-covariate effect and the treatment coefficient): a
+variance ``l' A^-1 B A^-T l`` needs ``sum (l' A^-1 s_i)^2``, not the whole meat B
+(Hampel et al. 1986, §2.3: the variance of a functional is the second moment of its
+influence function), so that pass is 6 sums wide whatever the number of covariates.
 """
 
 from __future__ import annotations
@@ -31,9 +37,10 @@ from causal_core.errors import EstimationError
 from causal_core.estimators.base import BootstrapOptions, Design, Estimator, register
 from causal_core.estimators.inference import bootstrap_replicates, check_options, coefficient_row, summarize
 from causal_core.estimators.linear import (
-    CONSTANT_TOL, batched_solve, check_regressors, gram_exprs, n_clusters, recentring_shift, sandwich,
-    score_meat, small_sample_factor, unpack_gram,
+    CONSTANT_TOL, batched_solve, check_regressors, gram_exprs, n_clusters, recentring_shift, score_meat,
+    small_sample_factor, unpack_gram,
 )
+from causal_core.estimators.moment_batch import times
 from causal_core.moments.expr import Expr, Lit, col, linear
 
 COV_TYPES = ("HC1", "nonrobust")
@@ -90,9 +97,50 @@ class _Layout:
         return out
 
     def exprs(self) -> list[Expr]:
-        d = col(self.design.treatment)
-        off_binary = d * (Lit(1.0) - d)
-        return [*gram_exprs(self.variables), off_binary * off_binary]
+        """The moments :meth:`assemble` returns: the Gram of the variables, then the count
+        of rows whose treatment is neither 0 nor 1."""
+        return [*gram_exprs(self.variables), _non_binary(col(self.design.treatment))]
+
+    @property
+    def base(self) -> list[Expr]:
+        """What the grouped pass sums the products of: ``(1, d, x_1..x_p, y)``."""
+        return [Lit(1.0), self.term(self.design.treatment), *(self.term(x) for x in self.design.covariates),
+                self.term(self.design.outcome)]
+
+    def assemble(self, grouped: np.ndarray) -> np.ndarray:
+        """Per-bucket moments of :meth:`exprs` from the grouped pass ``(K, 3, .)``.
+
+        Within arm a the treatment is the constant a, so ``d x_j x_k`` is a times the
+        arm's ``x_j x_k``: the interacted Gram (p + 3)(p + 4) / 2 products wide comes from
+        per-arm Grams of ``(1, d, x, y)`` instead of being summed row by row.
+        """
+        mb, p = len(self.base), self.p
+        g = unpack_gram(grouped, mb)  # (K, 3, mb, mb)
+        index = [0, 1, *range(2, 2 + p), *(range(2, 2 + p) if self.has_interactions else ()), mb - 1]
+        in_arm = np.array([False, False, *[False] * p, *[True] * (p if self.has_interactions else 0), False])
+        rows, cols = np.triu_indices(len(index))
+        index = np.asarray(index)
+        out = np.zeros((grouped.shape[0], len(rows) + 1))
+        for level in ((0, 1) if self.has_interactions else (0, 1, 2)):
+            scale = np.where(in_arm, float(level), 1.0)
+            out[:, :-1] += g[:, level][:, index[rows], index[cols]] * (scale[rows] * scale[cols])
+        out[:, -1] = grouped[:, 2, 0]
+        return out
+
+
+def arm_key(d: Expr) -> Expr:
+    """0 for control rows, 1 for treated rows, 2 for any other treatment value (or NaN)."""
+    is0, is1 = d.eq(0.0), d.eq(1.0)
+    return is1 + Lit(2.0) * (Lit(1.0) - is0 - is1)
+
+
+def _non_binary(d: Expr) -> Expr:
+    return Lit(1.0) - d.eq(0.0) - d.eq(1.0)
+
+
+def grouped_pass(engine, layout: _Layout) -> np.ndarray:
+    """One pass: per bucket and treatment arm, the Gram sums of ``(1, d, x, y)``."""
+    return engine.grouped_sums(gram_exprs(layout.base), arm_key(col(layout.design.treatment)), 3)
 
 
 def target_means(g: np.ndarray, target: str, p: int) -> np.ndarray:
@@ -133,8 +181,8 @@ class OLS(Estimator):
         if self.cov_type == "nonrobust" and design.clustered:
             raise EstimationError("ols: cov_type='nonrobust' cannot be used with a clustered (unit id) design")
 
-    def _layout(self, design: Design, totals: np.ndarray, probe: _Layout) -> _Layout:
-        g = unpack_gram(totals[:-1], len(probe.variables))
+    def _layout(self, design: Design, grouped: np.ndarray) -> _Layout:
+        g = unpack_gram(grouped.sum(axis=(0, 1)), 3 + len(design.covariates))  # (1, d, x, y)
         n, d = g[0, 0], design.treatment
         if not n > 0:
             raise EstimationError("ols: no rows to estimate from")
@@ -144,25 +192,24 @@ class OLS(Estimator):
         if var_d <= CONSTANT_TOL * max(g[1, 1] / n, 1e-300):
             raise EstimationError(f"ols: treatment {design.label(d)!r} is constant (= {g[0, 1] / n:.6g}); "
                                   "no contrast to estimate")
-        binary = totals[-1] == 0.0
+        binary = grouped[:, 2, 0].sum() == 0.0
         if not binary and (design.target != "ate" or self.interactions):
             why = f"target {design.target.upper()}" if design.target != "ate" else "interactions=True"
             raise EstimationError(f"ols: {why} needs a binary 0/1 treatment; {design.label(d)!r} is not")
-        use = bool(probe.has_interactions and binary and self.interactions is not False and design.covariates)
-        return _Layout(design, probe.has_interactions, use)
+        use = bool(binary and self.interactions is not False and design.covariates)
+        return _Layout(design, has_interactions=use, use_interactions=use)
 
     def fit(self, engine, design: Design) -> OLS:
         self._check(design)
-        probe = _Layout(design, has_interactions=self.interactions is not False and bool(design.covariates),
-                        use_interactions=False)
-        exprs = probe.exprs()
-        moments = engine.bucket_sums(exprs)
-        layout = self._layout(design, moments.sum(axis=0), probe)
+        layout = _Layout(design, has_interactions=False, use_interactions=False)
+        grouped = grouped_pass(engine, layout)
+        layout = self._layout(design, grouped)
+        moments = layout.assemble(grouped)
         shift = recentring_shift(unpack_gram(moments.sum(axis=0)[:-1], len(layout.variables)), layout.shiftable())
         if shift:
             layout = replace(layout, shift=tuple(shift.items()))
-            exprs = layout.exprs()
-            moments = engine.bucket_sums(exprs)
+            moments = layout.assemble(grouped_pass(engine, layout))
+        exprs = layout.exprs()
         totals = moments.sum(axis=0)
         names = layout.names()
         g = unpack_gram(totals[:-1], len(layout.variables))
@@ -190,9 +237,9 @@ class OLS(Estimator):
         beta = np.linalg.solve(xtx, g[reg, y])
         q, n = len(reg), g[0, 0]
         resid = layout.variables[y] - linear(beta, terms)
-        scores = [t * resid for t in terms]
         c = np.zeros(q)
         c[1] = 1.0
+        mean_terms: list[Expr] = []
         l_mu = np.zeros(0)
         if layout.use_interactions:
             mu = target_means(g, design.target, p)
@@ -200,21 +247,26 @@ class OLS(Estimator):
             w = {"ate": Lit(1.0), "att": col(design.treatment),
                  "atc": Lit(1.0) - col(design.treatment)}[design.target]
             n_target = {"ate": n, "att": g[0, 1], "atc": n - g[0, 1]}[design.target]
-            scores += [w * (layout.term(x) - Lit(m)) for x, m in zip(design.covariates, mu)]
+            mean_terms = [times(w, layout.term(x) - Lit(m)) for x, m in zip(design.covariates, mu)]
             l_mu = beta[2 + p:] / n_target
         if self.cov_type == "nonrobust" and layout.use_interactions:
             raise EstimationError("ols: cov_type='nonrobust' needs interactions=False (the standardised "
                                   "effect's variance includes the covariate means)")
-        meat = score_meat(engine, scores if self.cov_type == "HC1" else scores[:1], clustered=design.clustered)
-        ssr = float(meat[0, 0])
         if self.cov_type == "nonrobust":
+            ssr = float(score_meat(engine, [resid], clustered=design.clustered)[0, 0])
             v_beta = ssr / (n - q) * a_inv
-            var = float(c @ v_beta @ c)
+            var, var_fixed, var_coef = float(c @ v_beta @ c), float(c @ v_beta @ c), float(v_beta[1, 1])
         else:
-            factor = small_sample_factor(engine, n, q, clustered=design.clustered)
-            v_beta = factor * sandwich(a_inv, meat[:q, :q])
+            # Only three linear functionals of the stacked scores s = (x e, w (x - mu)) are
+            # reported, so the meat is taken of their projections l's — three row
+            # expressions instead of the (q + p)^2 / 2 entries of s s'.
             lin = np.concatenate([c @ a_inv, l_mu])
-            var = float(factor * lin @ meat @ lin)
+            rows = [lin, np.concatenate([c @ a_inv, np.zeros(len(l_mu))]),
+                    np.concatenate([a_inv[1], np.zeros(len(l_mu))])]
+            proj = [_projected_score(r[:q], terms, resid, r[q:], mean_terms) for r in rows]
+            meat = score_meat(engine, proj, clustered=design.clustered)
+            factor = small_sample_factor(engine, n, q, clustered=design.clustered)
+            var, var_fixed, var_coef = (float(factor * meat[i, i]) for i in range(3))
         tss = g[y, y] - g[0, y] ** 2 / n
         ssr_gram = g[y, y] - beta @ g[reg, y]  # valid clustered too, where meat[0, 0] is not the SSR
         shift = dict(layout.shift)
@@ -222,8 +274,8 @@ class OLS(Estimator):
             "n": int(round(n)), "r2": float(1.0 - ssr_gram / tss) if tss > 0 else float("nan"),
             "cov_type": "cluster" if design.clustered else self.cov_type,
             "interactions": layout.use_interactions, "regressors": layout.names(),
-            "treatment_coef": coefficient_row(beta[1], float(np.sqrt(v_beta[1, 1]))),
-            "se_fixed_covariates": float(np.sqrt(c @ v_beta @ c)),
+            "treatment_coef": coefficient_row(beta[1], float(np.sqrt(var_coef))),
+            "se_fixed_covariates": float(np.sqrt(var_fixed)),
             "covariate_means": [float(m) + shift.get(x, 0.0) for m, x in zip(c[2 + p:], design.covariates)],
         }
         if design.clustered:
@@ -232,6 +284,14 @@ class OLS(Estimator):
             diagnostics["warnings"] = [f"the {design.target.upper()} without interactions assumes a "
                                        "constant treatment effect"]
         return {"se": float(np.sqrt(var)), "diagnostics": diagnostics}
+
+
+def _projected_score(l_reg: np.ndarray, terms: list[Expr], resid: Expr, l_mean: np.ndarray,
+                     mean_terms: list[Expr]) -> Expr:
+    """The row expression ``l' s`` for stacked scores ``s = (terms * resid, mean_terms)``:
+    ``(l_reg' terms) * resid + l_mean' mean_terms``."""
+    out = linear(l_reg, terms) * resid
+    return out + linear(l_mean, mean_terms) if len(mean_terms) else out
 
 
 def _statistic(layout: _Layout):

@@ -22,7 +22,7 @@ from causal_core.errors import EstimationError
 from causal_core.estimators.linear import batched_solve, check_regressors
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
 from causal_core.moments.engine import unpack_symmetric
-from causal_core.moments.expr import Expr, col, linear, lit, sigmoid
+from causal_core.moments.expr import Expr, absolute, col, exp, linear, lit, log, sigmoid
 
 INTERCEPT = "intercept"
 # |x'b| beyond this means a fitted propensity within 1e-11 of 0 or 1: (quasi-)separation.
@@ -37,8 +37,10 @@ class LogisticFit:
     ``bucket_scores`` (K, p + p(p+1)/2) holds, per bucket, the score and the upper
     triangle of the information at ``eval_coef`` — the last point where they were
     computed, within the tolerance of ``coef`` — and ``score_exprs`` the expressions that
-    produced them (for the exact row-level bootstrap). ``extra`` holds the per-bucket
-    sums of any coefficient-free expressions piggybacked on the first pass.
+    produced them (for the exact row-level bootstrap). ``first`` holds the per-bucket
+    Gram matrices of the first, coefficient-free pass (``xx`` over all rows, ``dxx``
+    over the treated) of the terms, followed by the outcome when one was given;
+    :meth:`arm_gram` reads them per arm.
     """
 
     treatment: str
@@ -51,7 +53,14 @@ class LogisticFit:
     n: int
     n_treated: int
     n_iter: int
-    extra: BucketMoments | None = field(default=None, repr=False)
+    first: BucketMoments | None = field(default=None, repr=False)
+    start: str = "discriminant"  # or "zero-step" when the discriminant start was rejected
+
+    def arm_gram(self, arm: int, buckets: bool = False) -> np.ndarray:
+        """Upper-triangle Gram sums of ``(1, x[, y])`` over the rows of ``arm`` (1 treated,
+        0 control): totals ``(m,)``, or per bucket ``(K, m)`` with ``buckets``."""
+        get = self.first.buckets if buckets else self.first.total_vector
+        return get("dxx") if arm == 1 else get("xx") - get("dxx")
 
     @property
     def p(self) -> int:
@@ -112,7 +121,23 @@ def _iteration_batch(treatment: str, terms: Sequence[Expr], b: np.ndarray) -> Mo
     return batch
 
 
-def _first_pass_checks(treatment: str, names: Sequence[str], sums: BucketMoments, p: int) -> tuple[int, int]:
+def _first_batch(treatment: str, terms: Sequence[Expr], outcome: str | None) -> MomentBatch:
+    """Coefficient-free moments: counts per arm and the Gram matrices of the model terms
+    over all rows and over the treated (the per-arm means and covariances of the
+    discriminant-analysis start)."""
+    d = col(treatment)
+    batch = MomentBatch()
+    batch.add("n", lit(1.0))
+    batch.add("d1", d.eq(1.0))
+    batch.add("d0", d.eq(0.0))
+    v = [*terms, col(outcome)] if outcome is not None else list(terms)
+    batch.add_products("xx", v)
+    batch.add_products("dxx", [times(d, t) for t in v])
+    return batch
+
+
+def _first_pass_checks(treatment: str, names: Sequence[str], sums: BucketMoments, p: int,
+                       extra: int) -> tuple[int, int]:
     n = sums.total("n")
     ones, zeros = sums.total("d1"), sums.total("d0")
     if n == 0:
@@ -123,63 +148,100 @@ def _first_pass_checks(treatment: str, names: Sequence[str], sums: BucketMoments
     if ones == 0 or zeros == 0:
         raise EstimationError(f"treatment {treatment!r} is constant ({'all 1' if zeros == 0 else 'all 0'}); "
                               "a propensity model needs treated and control rows")
-    if p > 1:  # X'X = 4 x the information at b = 0, where sigma(1 - sigma) = 1/4
+    if p > 1:
         try:
-            check_regressors(sums.symmetric("hess", p) * 4.0, names)
+            check_regressors(sums.symmetric("xx", p + extra)[:p, :p], names)
         except EstimationError as err:
             raise EstimationError(f"propensity model: {err}") from None
     return int(n), int(ones)
 
 
+def _starts(sums: BucketMoments, p: int, extra: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two starting points from the first pass: the linear discriminant (normal covariates
+    with a common covariance make the logistic model exact, with these coefficients;
+    Efron 1975, "The efficiency of logistic regression compared to normal discriminant
+    analysis"), and one Newton step from b = 0, where the information is X'X / 4.
+
+    Newton from the discriminant start usually needs two or three passes to the tolerance
+    where b = 0 needs five to seven; the Newton-from-zero point is the fallback when the
+    discriminant start fits worse than b = 0 (strongly non-normal covariates).
+    """
+    m = p + extra
+    xx, dxx = sums.symmetric("xx", m)[:p, :p], sums.symmetric("dxx", m)[:p, :p]
+    g0 = dxx[0] - 0.5 * xx[0]  # sum (d - 1/2) x
+    zero_step = np.linalg.solve(0.25 * xx, g0)
+    if p == 1:
+        return zero_step, zero_step
+    n1, n = dxx[0, 0], xx[0, 0]
+    n0 = n - n1
+    m1, m0 = dxx[0, 1:] / n1, (xx[0, 1:] - dxx[0, 1:]) / n0
+    within = (dxx[1:, 1:] - n1 * np.outer(m1, m1)) + (xx[1:, 1:] - dxx[1:, 1:] - n0 * np.outer(m0, m0))
+    try:
+        slope = np.linalg.solve(within / max(n - 2.0, 1.0), m1 - m0)
+    except np.linalg.LinAlgError:
+        return zero_step, zero_step
+    lda = np.r_[np.log(n1 / n0) - 0.5 * (m1 + m0) @ slope, slope]
+    return (lda if np.all(np.isfinite(lda)) else zero_step), zero_step
+
+
 def fit_logistic(engine, treatment: str, covariates: Sequence[str], *,
-                 extra: Sequence[tuple[str, Sequence[Expr]]] = (), max_iter: int = 50, tol: float = 1e-10,
+                 outcome: str | None = None, max_iter: int = 50, tol: float = 1e-10,
                  label: Callable[[str], str] = str) -> LogisticFit:
     """Fit ``P(treatment = 1 | covariates)`` by Newton-Raphson, one engine pass per iteration.
 
-    Stops when the Newton step is below ``tol`` relative to the coefficients
-    (``max|step| <= tol * max(1, max|b|)``). Raises :class:`EstimationError` for a
-    non-binary or constant treatment, collinear covariates (named), complete or
+    A first, coefficient-free pass checks the data and gives the starting point (see
+    :func:`_starts`). Stops when the Newton step is below ``tol`` relative to the
+    coefficients (``max|step| <= tol * max(1, max|b|)``). Raises :class:`EstimationError`
+    for a non-binary or constant treatment, collinear covariates (named), complete or
     quasi-complete separation (fitted propensities reaching 0 or 1; Albert & Anderson
-    1984), or non-convergence. ``extra`` named blocks of coefficient-free expressions
-    ride along on the first pass and come back in ``LogisticFit.extra``. ``label`` maps
-    frame columns to the names errors should use.
+    1984), or non-convergence. With ``outcome`` the first pass's Gram matrices include it
+    (the per-arm outcome regressions of AIPW ride along). ``label`` maps frame columns
+    to the names errors should use.
     """
     covariates = tuple(covariates)
     terms = logistic_terms(covariates)
     names = (INTERCEPT, *(label(c) for c in covariates))
     p = len(terms)
-    b = np.zeros(p)
-    extra_blocks: BucketMoments | None = None
-    n = n_treated = 0
+    extra = int(outcome is not None)
+    first = _first_batch(treatment, terms, outcome).run(engine)
+    n, n_treated = _first_pass_checks(label(treatment), names, first, p, extra)
+    b, fallback = _starts(first, p, extra)
+    start = "discriminant" if fallback is not b else "zero-step"
+    null_loglik = n_treated * np.log(n_treated / n) + (n - n_treated) * np.log(1.0 - n_treated / n)
     for it in range(1, max_iter + 1):
         batch = _iteration_batch(treatment, terms, b)
         if it == 1:
-            batch.add("n", lit(1.0))
-            batch.add("d1", col(treatment).eq(1.0))
-            batch.add("d0", col(treatment).eq(0.0))
-            for name, exprs in extra:
-                batch.add("extra:" + name, exprs)
+            batch.add("loglik", _loglik(treatment, linear(b, terms)))
         sums = batch.run(engine)
-        if it == 1:
-            n, n_treated = _first_pass_checks(label(treatment), names, sums, p)
-            extra_blocks = BucketMoments(sums.array, {k[6:]: v for k, v in sums.blocks.items()
-                                                      if k.startswith("extra:")})
-        step = _newton_step(sums, b, names, p)
+        if it == 1 and fallback is not b and not sums.total("loglik") >= null_loglik:
+            b, start = fallback, "zero-step"  # fits worse than the intercept-only model
+            continue
+        # (a start may overshoot into rows with propensity near 0 or 1; separation is
+        # judged from the Newton iterates, not the start)
+        step = _newton_step(sums, b, names, p, check_extreme=it > 1)
         b_eval, b = b, b + step
         if np.max(np.abs(step)) <= tol * max(1.0, float(np.max(np.abs(b)))):
             scores = ("grad", "hess")
             return LogisticFit(treatment=treatment, covariates=covariates, names=names, coef=b, eval_coef=b_eval,
                                bucket_scores=np.hstack([sums.buckets(k) for k in scores]),
                                score_exprs=tuple(e for k in scores for e in batch.exprs(k)),
-                               n=n, n_treated=n_treated, n_iter=it, extra=extra_blocks)
+                               n=n, n_treated=n_treated, n_iter=it, first=first, start=start)
     raise EstimationError(
         f"the propensity model for {label(treatment)!r} did not converge in {max_iter} Newton iterations "
         f"(coefficients {_describe(names, b)}); large coefficients point to separation")
 
 
-def _newton_step(sums: BucketMoments, b: np.ndarray, names: Sequence[str], p: int) -> np.ndarray:
+def _loglik(treatment: str, eta: Expr) -> Expr:
+    """The row's log-likelihood ``d eta - log(1 + e^eta)``, written without overflow as
+    ``d eta - max(eta, 0) - log(1 + e^-|eta|)``."""
+    a = absolute(eta)
+    return col(treatment) * eta - (eta + a) * lit(0.5) - log(lit(1.0) + exp(-a))
+
+
+def _newton_step(sums: BucketMoments, b: np.ndarray, names: Sequence[str], p: int, *,
+                 check_extreme: bool = True) -> np.ndarray:
     extreme = sums.total("extreme")
-    if extreme > 0:
+    if check_extreme and extreme > 0:
         raise EstimationError(
             f"propensity model: (quasi-)complete separation — {int(extreme)} rows have fitted propensity "
             f"within 1e-11 of 0 or 1 (coefficients {_describe(names, b)}); some covariate combination "

@@ -5,6 +5,9 @@ optionally a unit column) and answers two questions, each with a small K x m arr
 
 * :meth:`MomentEngine.bucket_sums` — for each bucket k, the sum over its rows of each
   expression (X'X entries, X'y, counts...);
+* :meth:`MomentEngine.grouped_sums` — the same, split by a small discrete key (a
+  treatment arm): a K x L x m array. Sums over a binary arm need the products of the
+  other variables only, where one ungrouped pass needs them times the arm as well;
 * :meth:`MomentEngine.cluster_cross_sums` — for each bucket k, the sum over the units u
   in it of s_u s_u' where s_u sums the expressions over u's rows (the "meat" of a
   cluster-robust variance; Cameron & Miller 2015, eq. 11);
@@ -39,6 +42,11 @@ class MomentEngine(Protocol):
         """A (n_buckets, len(exprs)) float64 array of per-bucket sums."""
         ...
 
+    def grouped_sums(self, exprs: Sequence[Expr], key: Expr, levels: int) -> np.ndarray:
+        """A (n_buckets, levels, len(exprs)) array: per bucket and per value of ``key`` (a
+        row expression taking integer values in [0, levels)), the sums of ``exprs``."""
+        ...
+
     def cluster_cross_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
         """A (n_buckets, m*(m+1)//2) array: per bucket, sum over units of the upper
         triangle (row-major, i <= j) of s_u s_u', s_u = per-unit sums of ``exprs``."""
@@ -54,6 +62,12 @@ class MomentEngine(Protocol):
         for each expression e — the exact row-level Poisson bootstrap, B replicates in
         one pass (Hanley & MacGibbon 2006)."""
         ...
+
+
+def check_levels(values: np.ndarray, levels: int) -> None:
+    """Refuse group keys outside [0, levels) (the key expression is wrong, not the data)."""
+    if len(values) and (np.min(values) < 0 or np.max(values) >= levels or not np.all(np.isfinite(values))):
+        raise ValueError(f"grouped sums: the key takes values outside [0, {levels})")
 
 
 def triu_pairs(m: int) -> list[tuple[int, int]]:

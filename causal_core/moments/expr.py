@@ -161,6 +161,10 @@ def log(e: Expr) -> Expr:
     return Func("log", as_expr(e))
 
 
+def absolute(e: Expr) -> Expr:
+    return Func("abs", as_expr(e))
+
+
 def sigmoid(e: Expr) -> Expr:
     return Func("sigmoid", as_expr(e))
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from causal_core.moments.engine import BUCKET, DEFAULT_BUCKETS, UNIT, triu_pairs
+from causal_core.moments.engine import BUCKET, DEFAULT_BUCKETS, UNIT, check_levels, triu_pairs
 from causal_core.moments.expr import Expr, _poisson1_from_uniform, evaluate_numpy
 
 
@@ -75,6 +75,15 @@ class PandasMomentEngine:
         for j, e in enumerate(exprs):
             out[:, j] = np.bincount(self._buckets, weights=self._values(e), minlength=self._n)
         return out
+
+    def grouped_sums(self, exprs: Sequence[Expr], key: Expr, levels: int) -> np.ndarray:
+        k = self._values(key)
+        check_levels(k, levels)
+        group = self._buckets * levels + k.astype(np.int64)
+        out = np.empty((self._n * levels, len(exprs)))
+        for j, e in enumerate(exprs):
+            out[:, j] = np.bincount(group, weights=self._values(e), minlength=self._n * levels)
+        return out.reshape(self._n, levels, len(exprs))
 
     def cluster_cross_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
         scores = np.column_stack([self._values(e) for e in exprs]) if exprs else np.empty((self.n_rows, 0))

@@ -36,8 +36,29 @@ def test_matches_statsmodels_logit(data):
     ref, _, _ = logit_fit(data, ["x1", "x2"])
     np.testing.assert_allclose(fit.coef, ref, rtol=1e-6, atol=0)
     assert fit.names == ("intercept", "x1", "x2")
-    assert eng.calls == fit.n_iter and 3 <= fit.n_iter <= 10
+    # one coefficient-free pass, then one per Newton iteration; the discriminant start
+    # leaves few (from b = 0 this data takes 5)
+    assert eng.calls == fit.n_iter + 1 and 2 <= fit.n_iter <= 4
     assert fit.n == 20_000 and fit.n_treated == int(data.d.sum())
+
+
+def test_discriminant_start_and_its_fallback(data, monkeypatch):
+    """Skewed covariates (LDA's normal model is wrong) still reach the MLE, and a start
+    that fits worse than the intercept-only model is replaced by the Newton-from-zero point."""
+    import causal_core.estimators.propensity as prop
+
+    skewed = data.assign(x1=np.exp(data.x1), x2=data.x2 + data.x2 ** 2)
+    ref, _, _ = logit_fit(skewed, ["x1", "x2"])
+    fit = fit_logistic(PandasMomentEngine(skewed, n_buckets=50), "d", ["x1", "x2"])
+    np.testing.assert_allclose(fit.coef, ref, rtol=1e-6, atol=0)
+    assert fit.start == "discriminant"
+
+    real = prop._starts
+    monkeypatch.setattr(prop, "_starts", lambda *a: (-40.0 * real(*a)[0], real(*a)[1]))
+    eng = CountingEngine(data, n_buckets=50)
+    fit = fit_logistic(eng, "d", ["x1", "x2"])
+    np.testing.assert_allclose(fit.coef, logit_fit(data, ["x1", "x2"])[0], rtol=1e-6, atol=0)
+    assert fit.start == "zero-step" and eng.calls == fit.n_iter + 1  # n_iter counts the rejected start
 
 
 def test_per_bucket_arrays_are_score_and_information(data):
@@ -70,12 +91,17 @@ def test_one_step_bootstrap_is_close_to_exact_weighted_refit(data):
     np.testing.assert_allclose(reps.std(axis=0), se, rtol=0.12)
 
 
-def test_extra_blocks_ride_on_first_pass(data):
-    from causal_core.moments import col
+def test_arm_grams_of_the_first_pass(data):
+    """The first pass's per-arm Gram matrices of (1, x, y), per bucket and in total."""
     eng = CountingEngine(data, n_buckets=20)
-    fit = fit_logistic(eng, "d", ["x1"], extra=[("sy", [col("y"), col("y") * col("y")])])
-    assert eng.calls == fit.n_iter
-    np.testing.assert_allclose(fit.extra.total_vector("sy"), [data.y.sum(), (data.y ** 2).sum()])
+    fit = fit_logistic(eng, "d", ["x1"], outcome="y")
+    for arm in (1, 0):
+        rows = data[data.d == arm]
+        v = np.column_stack([np.ones(len(rows)), rows.x1, rows.y])
+        want = (v.T @ v)[np.triu_indices(3)]
+        np.testing.assert_allclose(fit.arm_gram(arm), want, rtol=1e-10)
+        np.testing.assert_allclose(fit.arm_gram(arm, buckets=True).sum(axis=0), want, rtol=1e-10)
+    assert fit.arm_gram(1, buckets=True).shape == (20, 6)
 
 
 def test_complete_separation_is_reported():

@@ -88,6 +88,32 @@ def test_plain_double_sums_match_too(bucketed):
     assert_close(got, PandasMomentEngine(pdf, n_buckets=K).bucket_sums(RICH[:6]))
 
 
+@pytest.mark.parametrize("exact", [True, False])
+def test_grouped_sums_match_the_pandas_engine_and_a_numpy_groupby(bucketed, exact):
+    sdf, pdf = bucketed
+    exprs = RICH[:8]
+    got = SparkMomentEngine(sdf, n_buckets=K, exact=exact).grouped_sums(exprs, col("c"), 5)
+    want = PandasMomentEngine(pdf, n_buckets=K).grouped_sums(exprs, col("c"), 5)
+    assert got.shape == (K, 5, len(exprs))
+    assert_close(got.reshape(K * 5, -1), want.reshape(K * 5, -1))
+    # independent: a numpy group-by of the evaluated columns
+    cols = {c: pdf[c].to_numpy() for c in pdf.columns}
+    values = np.column_stack([np.broadcast_to(evaluate_numpy(e, cols), len(pdf)) for e in exprs])
+    group = pdf[BUCKET].to_numpy() * 5 + pdf["c"].to_numpy().astype(int)
+    direct = np.zeros((K * 5, len(exprs)))
+    np.add.at(direct, group, values)
+    assert_close(got.reshape(K * 5, -1), direct)
+    np.testing.assert_allclose(got.sum(axis=1), SparkMomentEngine(sdf, n_buckets=K).bucket_sums(exprs), rtol=1e-9)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_grouped_sums_refuse_keys_out_of_range(bucketed, exact):
+    sdf, pdf = bucketed
+    for engine in (SparkMomentEngine(sdf, n_buckets=K, exact=exact), PandasMomentEngine(pdf, n_buckets=K)):
+        with pytest.raises(ValueError, match=r"outside \[0, 4\)"):
+            engine.grouped_sums([col("x")], col("c"), 4)  # c takes 0..4
+
+
 def test_cluster_cross_sums_and_unit_counts_match_the_pandas_engine(bucketed):
     sdf, pdf = bucketed
     scores = [col("x") * (col("y") - 5e3), col("d"), sigmoid(col("z")) - 0.5]
