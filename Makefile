@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-fast bench clean java-check
+.PHONY: install demo test test-fast bench bench-full clean java-check
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "whybatch needs Python 3.11+"'
@@ -31,6 +31,12 @@ test-fast: install
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/plan_scaling.py
+	$(PY) bench/vs_scan.py --rows 10000000 --modes fast
+	$(PY) bench/vs_dowhy.py --rows 1000000
+
+bench-full: bench
+	$(PY) bench/scaling.py --sizes 1000000 10000000 50000000
+	$(PY) bench/coverage.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis spark-warehouse metastore_db derby.log mlruns

@@ -342,7 +342,7 @@ class PassRecorder:
 
     def __getattr__(self, name):
         target = getattr(self._engine, name)
-        if name not in ("bucket_sums", "cluster_cross_sums", "unit_counts", "replicate_sums"):
+        if name not in ("bucket_sums", "grouped_sums", "cluster_cross_sums", "unit_counts", "replicate_sums"):
             return target
 
         def call(*args, **kwargs):

@@ -122,6 +122,7 @@ def _fit(es, strategy, spec, model, metric, seed, engine_cls, segment: str) -> E
     diagnostics = dict(result.diagnostics)
     diagnostics.setdefault("columns", labels)
     diagnostics.setdefault("dropped_null_rows", model.dropped_nulls)
+    diagnostics.setdefault("buckets_keyed_on", model.bucketing)
     return _replace(result, strategy=strategy.name, segment=segment,
                     contrast=_contrast_text(spec, model), diagnostics=diagnostics)
 

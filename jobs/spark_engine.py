@@ -176,11 +176,18 @@ def _compile_columns(expr: Expr, key: Column | None = None) -> Column:
     raise TypeError(f"not a moment expression: {expr!r}")
 
 
-def with_buckets(df: DataFrame, n_buckets: int, unit_column: str | None = None, salt: str = "whybatch") -> DataFrame:
+COPY = "__copy"
+
+
+def with_buckets(df: DataFrame, n_buckets: int, unit_column: str | None = None, salt: str = "whybatch", *,
+                 copies: bool = False) -> DataFrame:
     """Add ``__bucket = pmod(xxhash64(unit, salt), K)``, and ``__unit`` when a unit is given.
 
     Without a unit the hash covers every column of the row, so the bucket is a function of
-    the row's values, never of its position or partition.
+    the row's values, never of its position or partition. Identical rows then share a
+    bucket; ``copies=True`` numbers the copies of each distinct row (``__copy``, 1..c, by a
+    window over all columns: a shuffle) and hashes that too, so each copy is a unit of
+    its own — still independent of the partitioning, since copies are interchangeable.
     """
     if n_buckets < 1:
         raise ValueError(f"n_buckets must be >= 1, got {n_buckets}")
@@ -190,8 +197,22 @@ def with_buckets(df: DataFrame, n_buckets: int, unit_column: str | None = None, 
         df = df if unit_column == UNIT else df.withColumn(UNIT, q(unit_column))
         h = F.xxhash64(q(UNIT), F.lit(salt))
     else:
-        h = F.xxhash64(*[q(c) for c in df.columns], F.lit(salt))
+        values = [q(c) for c in df.columns if c != COPY]
+        if copies:
+            from pyspark.sql import Window
+
+            df = df.withColumn(COPY, F.row_number().over(Window.partitionBy(*values).orderBy(*values)))
+        h = F.xxhash64(*values, *([q(COPY)] if copies else []), F.lit(salt))
     return df.withColumn(BUCKET, F.pmod(h, F.lit(int(n_buckets))).cast("int"))
+
+
+def duplicate_dispersion(bucket_counts: np.ndarray) -> float:
+    """Variance over mean of the rows per bucket. Distinct rows hashed to K buckets give
+    about 1 (multinomial counts; sd about sqrt(2 / K)); rows in groups of identical copies
+    sharing a bucket give the size-weighted mean group size, sum c^2 / sum c."""
+    counts = np.asarray(bucket_counts, dtype=np.float64)
+    mean = counts.mean()
+    return float(counts.var(ddof=1) / mean) if mean > 0 and len(counts) > 1 else 1.0
 
 
 def collect_arrow(df: DataFrame, max_rows: int, what: str):

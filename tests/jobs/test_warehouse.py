@@ -89,3 +89,66 @@ def test_treatment_errors(spark, table):
     empty = raw.where("x < -1")
     with pytest.raises(DataCheckError, match="selection is empty"):
         build_model_frame(empty, spec, "y", ModelRequest(), treated=1, control=0, binary_needed=True, n_buckets=8)
+
+
+NO_UNIT = """
+name: dup
+data: {path: PATH, format: parquet}
+graph: |
+  x -> t -> y
+  x -> y
+treatment: t
+outcome: y
+"""
+
+
+def _bucket_table(model):
+    """(row values, bucket) -> count: the bucketing as a multiset (row order is not data)."""
+    from collections import Counter
+
+    cols = [model.treatment, model.outcome, *model.covariates, "__bucket"]
+    return Counter(tuple(r) for r in model.df.select(*cols).collect())
+
+
+def test_identical_rows_without_a_unit_get_their_own_buckets(spark, tmp_path):
+    """Discrete rows without a unit id: 8 distinct rows, 3000 copies. Hashing values alone
+    would put every copy of a row in one bucket (8 clusters, a useless bootstrap); the
+    copy index spreads them over the buckets, the same way for any partitioning."""
+    import numpy as np
+
+    from causal_core.moments.engine import BUCKET
+    from jobs.spark_engine import duplicate_dispersion
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 2, 3000)
+    t = rng.binomial(1, 0.3 + 0.4 * x)
+    y = rng.binomial(1, 0.2 + 0.3 * t + 0.2 * x)
+    spark.createDataFrame([(int(a), int(b), int(c)) for a, b, c in zip(x, t, y)], "x int, t int, y int") \
+        .write.mode("overwrite").parquet(str(tmp_path / "dup"))
+    spec = parse_spec(NO_UNIT.replace("PATH", str(tmp_path / "dup")))
+    models = []
+    for parts in (1, 3, 7):
+        raw = read_study_frame(spark, spec, ["t", "y", "x"]).repartition(parts)
+        models.append(build_model_frame(raw, spec, "y", ModelRequest(covariates=("x",)), treated=1, control=0,
+                                        binary_needed=True, n_buckets=100))
+    model = models[0]
+    assert model.bucketing == "row values and copy index" and model.n_rows == 3000
+    counts = np.zeros(100)
+    for bucket, n in model.df.groupBy(BUCKET).count().collect():
+        counts[bucket] = n
+    assert (counts > 0).sum() == 100 and duplicate_dispersion(counts) < 1.5  # spread like distinct rows
+    assert _bucket_table(models[1]) == _bucket_table(model) == _bucket_table(models[2])
+
+
+def test_distinct_rows_without_a_unit_are_bucketed_by_value(spark, tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    rows = [(float(a), int(b), float(c)) for a, b, c in zip(rng.normal(size=2000), rng.integers(0, 2, 2000),
+                                                          rng.normal(size=2000))]
+    spark.createDataFrame(rows, "x double, t int, y double").write.mode("overwrite").parquet(str(tmp_path / "d"))
+    spec = parse_spec(NO_UNIT.replace("PATH", str(tmp_path / "d")))
+    model = build_model_frame(read_study_frame(spark, spec, ["t", "y", "x"]), spec, "y",
+                              ModelRequest(covariates=("x",)), treated=1, control=0, binary_needed=True,
+                              n_buckets=50)
+    assert model.bucketing == "row values" and model.n_rows == 2000
