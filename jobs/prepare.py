@@ -55,6 +55,7 @@ class ModelFrame:
     levels: Mapping[str, tuple] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)  # model column -> graph variable it encodes
     bucketing: str = "unit"  # "unit", "row values", or "row values and copy index"
+    treatment_seen: tuple = ()  # up to 3 distinct treatment values, for messages
 
     def without_variable(self, variable: str) -> ModelFrame:
         """The same frame with the model columns that encode ``variable`` left out of the covariates
@@ -90,8 +91,20 @@ def handle_nulls(df: DataFrame, columns: Sequence[str], policy: str) -> tuple[Da
     return df, n - nulls, nulls
 
 
+def not_binary_reason(model: ModelFrame) -> str:
+    """Why a binary-treatment estimator cannot run on a numeric treatment's frame."""
+    return (f"treatment {model.labels.get(model.treatment, model.treatment)!r} is not binary (values include "
+            f"{list(model.treatment_seen)}); set treatment_values to choose a treated and a control value")
+
+
+def treatment_values_seen(df: DataFrame, t: str) -> list:
+    """A handful of distinct values: enough to tell constant / binary / more; never the column."""
+    return sorted((r[0] for r in collect_small(df.select(t).distinct().limit(3), 3, f"treatment {t} values")),
+                  key=repr)
+
+
 def treatment_column(df: DataFrame, spec: StudySpec, treated: Any, control: Any,
-                     binary_needed: bool) -> tuple[DataFrame, Column, bool]:
+                     binary_needed: bool) -> tuple[DataFrame, Column, bool, tuple]:
     """Code the treatment: 1/0 for a (treated, control) contrast, else its own number.
 
     Rows with other treatment values are left out of a contrast (other arms of an
@@ -101,9 +114,7 @@ def treatment_column(df: DataFrame, spec: StudySpec, treated: Any, control: Any,
     t = spec.treatment[0]
     if len(spec.treatment) > 1:
         raise EstimationError(f"estimation needs one treatment column; the study names {list(spec.treatment)}")
-    # A handful of distinct values tells constant / binary / more; never the whole column.
-    values = sorted((r[0] for r in collect_small(df.select(t).distinct().limit(3), 3, f"treatment {t} values")),
-                    key=repr)
+    values = treatment_values_seen(df, t)
     if len(values) < 2:
         raise DataCheckError(f"treatment {t!r} is constant ({values[0] if values else 'no rows'}) in the selection; "
                              "there is nothing to compare")
@@ -114,7 +125,7 @@ def treatment_column(df: DataFrame, spec: StudySpec, treated: Any, control: Any,
         if binary_needed and not set(values) <= {0, 1, True, False}:
             raise EstimationError(f"treatment {t!r} is not binary (values include {values}); "
                                   "set treatment_values to choose a treated and a control value")
-        return df, F.col(t).cast("double"), set(values) <= {0, 1, True, False}
+        return df, F.col(t).cast("double"), set(values) <= {0, 1, True, False}, tuple(values)
     present = collect_one(df.agg(*[F.max((F.col(t) == F.lit(v)).cast("int")).alias(role)
                                    for v, role in ((treated, "treated"), (control, "control"))]),
                           "treatment values present")
@@ -123,7 +134,7 @@ def treatment_column(df: DataFrame, spec: StudySpec, treated: Any, control: Any,
             raise DataCheckError(f"treatment_values.{role} {v!r} does not occur in column {t!r} "
                                  f"(some values seen: {values})")
     df = df.where(F.col(t).isin([treated, control]))
-    return df, F.when(F.col(t) == F.lit(treated), 1.0).otherwise(0.0), True
+    return df, F.when(F.col(t) == F.lit(treated), 1.0).otherwise(0.0), True, (treated, control)
 
 
 def encode_terms(df: DataFrame, spec: StudySpec, variable: str) -> list[tuple[str, Column]]:
@@ -177,7 +188,7 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
                                     + ((spec.data.unit_id,) if spec.data.unit_id else ())))
     df = df.select(*raw_needed)
     df, n_rows, dropped = handle_nulls(df, raw_needed, spec.data.nulls)
-    df, t_col, binary = treatment_column(df, spec, treated, control, binary_needed)
+    df, t_col, binary, seen = treatment_column(df, spec, treated, control, binary_needed)
     if not _is_numeric(df, metric):
         raise EstimationError(f"outcome {metric!r} is not numeric ({df.schema[metric].dataType.simpleString()})")
     cols: list[Column] = [t_col.alias("__t"), F.col(metric).cast("double").alias("__y")]
@@ -206,5 +217,6 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
     return ModelFrame(df=model, treatment="__t", outcome="__y", covariates=tuple(names["x"]),
                       mediators=tuple(names["m"]), instruments=tuple(names["z"]), discrete=tuple(request.discrete),
                       labels=labels, n_rows=n_contrast, dropped_nulls=dropped, binary_treatment=binary,
-                      treated_value=treated, control_value=control, sources=sources, bucketing=bucketing)
+                      treated_value=treated, control_value=control, sources=sources, bucketing=bucketing,
+                      treatment_seen=seen)
 

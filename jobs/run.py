@@ -27,7 +27,7 @@ from causal_core.results import EstimateResult, NotEstimable
 from causal_core.spec import EstimatorSpec, StudySpec
 from causal_core.study import plan_study
 from jobs.aggregates import collect_small
-from jobs.prepare import ModelFrame, ModelRequest, build_model_frame
+from jobs.prepare import ModelFrame, ModelRequest, build_model_frame, not_binary_reason
 from jobs.warehouse import read_study_frame
 
 AUTO_BY_KIND = {"backdoor": ("ols", "aipw"), "frontdoor": ("frontdoor",), "iv": ("iv",), "id": ("id_plugin",)}
@@ -108,11 +108,10 @@ def _make_estimator(es: EstimatorSpec, spec: StudySpec, seed: np.random.SeedSequ
                         ((f"estimators.{es.name}", str(exc)),)) from None
 
 
-def _fit(es, strategy, spec, model, metric, seed, engine_cls, segment: str) -> EstimateResult | NotEstimable:
+def _fit(es, strategy, spec, model, metric, seed, engine, segment: str) -> EstimateResult | NotEstimable:
     try:
         est = _make_estimator(es, spec, seed)
         design = _design(model, strategy, spec, metric, es.name)
-        engine = engine_cls(model.df, n_buckets=spec.data.buckets, exact=spec.data.exact_sums)
         result = est.fit(engine, design).result_
     except (EstimationError, WhybatchError) as exc:
         if isinstance(exc, SpecError):
@@ -140,9 +139,12 @@ def _contrast_text(spec: StudySpec, model: ModelFrame) -> str:
 
 
 def estimate_study(spark: SparkSession, spec: StudySpec, interval: Interval = Interval()) -> dict:
-    """Run every estimator of the study on the interval; return the results.json content."""
-    from jobs.spark_engine import SparkMomentEngine
+    """Run every estimator of the study on the interval; return the results.json content.
 
+    Estimators that need the same model frame (same metric, contrast and adjustment,
+    mediator or instrument set) share it: the rows are read, prepared and cached once,
+    and they sum through one engine, which computes a pass they have in common once.
+    """
     t0 = time.perf_counter()
     plans = plan_study(spec)
     seeds = iter(np.random.SeedSequence(spec.bootstrap.seed).spawn(10_000))
@@ -156,37 +158,20 @@ def estimate_study(spark: SparkSession, spec: StudySpec, interval: Interval = In
         binary_hint = not spec.treatment_values.natural
         pairs = choose_estimators(spec, plan, binary=binary_hint or spec.design == "experiment")
         for treated, control in spec.treatment_values.contrasts():
-            for es, strategy in pairs:
+            slots: list[list[dict]] = [[] for _ in pairs]
+            groups: dict[ModelRequest, list[int]] = {}
+            pair_seeds = [next(seeds) for _ in pairs]
+            for i, (es, strategy) in enumerate(pairs):
                 if strategy is None:
-                    estimates.append(NotEstimable(es.name, "", metric, f"no strategy in the plan admits {es.name}; "
-                                                  f"strategies: {[s.name for s in plan.strategies]}").to_dict())
-                    continue
-                request = _request(strategy, es.name, spec)
-                columns = set(spec.treatment) | {metric} | set(request.covariates) | set(request.mediators) \
-                    | set(request.instruments) | set(request.discrete) | set(spec.segments)
-                if spec.data.unit_id:
-                    columns.add(spec.data.unit_id)
-                raw = read_study_frame(spark, spec, sorted(columns), start=interval.start, end=interval.end)
-                try:
-                    model = build_model_frame(raw, spec, metric, request, treated=treated, control=control,
-                                              binary_needed=get_estimator(es.name).binary_treatment,
-                                              n_buckets=spec.data.buckets)
-                except EstimationError as exc:
-                    estimates.append(NotEstimable(es.name, strategy.name, metric, str(exc)).to_dict())
-                    continue
-                rows_seen = max(rows_seen, model.n_rows)
-                model.df.persist()
-                try:
-                    res = _fit(es, strategy, spec, model, metric, next(seeds), SparkMomentEngine, "all")
-                    estimates.append(res.to_dict())
-                    for seg_col in spec.segments:
-                        for level in _segment_levels(model, seg_col):
-                            seg_model = _filter(model, seg_col, level)
-                            res = _fit(es, strategy, spec, seg_model, metric, next(seeds), SparkMomentEngine,
-                                       f"{seg_col}={level}")
-                            estimates.append(res.to_dict())
-                finally:
-                    model.df.unpersist()
+                    slots[i] = [NotEstimable(es.name, "", metric, f"no strategy in the plan admits {es.name}; "
+                                             f"strategies: {[s.name for s in plan.strategies]}").to_dict()]
+                else:
+                    groups.setdefault(_request(strategy, es.name, spec), []).append(i)
+            for request, members in groups.items():
+                group = [(i, *pairs[i], pair_seeds[i]) for i in members]
+                rows = _fit_group(spark, spec, interval, metric, request, group, (treated, control), slots)
+                rows_seen = max(rows_seen, rows)
+            estimates += [e for slot in slots for e in slot]
     return {
         "version": RESULTS_VERSION, "study": spec.name, "run_key": run_key(spec, interval),
         "interval": interval.to_dict(), "rows": rows_seen,
@@ -194,6 +179,42 @@ def estimate_study(spark: SparkSession, spec: StudySpec, interval: Interval = In
         "estimates": estimates, "refutations": [], "graph_validation": None, "checks": None, "mlflow": None,
         "spec_hash": spec.spec_hash(), "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def _fit_group(spark: SparkSession, spec: StudySpec, interval: Interval, metric: str, request: ModelRequest,
+               group: list, contrast: tuple[Any, Any], slots: list[list[dict]]) -> int:
+    """Prepare one model frame and fit every estimator of ``group`` on it (whole frame, then
+    each segment); results go to ``slots`` at the estimators' positions. Returns the rows."""
+    from jobs.spark_engine import SparkMomentEngine
+
+    treated, control = contrast
+    columns = set(spec.treatment) | {metric} | set(request.covariates) | set(request.mediators) \
+        | set(request.instruments) | set(request.discrete) | set(spec.segments)
+    if spec.data.unit_id:
+        columns.add(spec.data.unit_id)
+    raw = read_study_frame(spark, spec, sorted(columns), start=interval.start, end=interval.end)
+    try:
+        model = build_model_frame(raw, spec, metric, request, treated=treated, control=control,
+                                  binary_needed=False, n_buckets=spec.data.buckets)
+    except EstimationError as exc:
+        for i, es, strategy, _ in group:
+            slots[i] = [NotEstimable(es.name, strategy.name, metric, str(exc)).to_dict()]
+        return 0
+    model.df.persist()
+    try:
+        parts = [("all", model)] + [(f"{c}={level}", _filter(model, c, level))
+                                    for c in spec.segments for level in _segment_levels(model, c)]
+        engines = [SparkMomentEngine(m.df, n_buckets=spec.data.buckets, exact=spec.data.exact_sums)
+                   for _, m in parts]
+        for i, es, strategy, seed in group:
+            if get_estimator(es.name).binary_treatment and not model.binary_treatment:
+                slots[i] = [NotEstimable(es.name, strategy.name, metric, not_binary_reason(model)).to_dict()]
+                continue
+            slots[i] = [_fit(es, strategy, spec, m, metric, s, engine, name).to_dict()
+                        for (name, m), engine, s in zip(parts, engines, seed.spawn(len(parts)))]
+    finally:
+        model.df.unpersist()
+    return model.n_rows
 
 
 def _segment_levels(model: ModelFrame, column: str) -> list:

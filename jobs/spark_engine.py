@@ -240,6 +240,9 @@ class SparkMomentEngine:
         self.unit_column = UNIT if UNIT in df.columns else None
         self._cached: DataFrame | None = None
         self._unit_counts: np.ndarray | None = None
+        # Passes already computed on this frame, by their expressions: estimators sharing
+        # the engine (one study, one model frame) open with the same arm-Gram pass.
+        self._memo: dict[tuple, np.ndarray] = {}
 
     @property
     def n_buckets(self) -> int:
@@ -331,7 +334,15 @@ class SparkMomentEngine:
         out[group, pos] = values
         return out
 
+    def _remembered(self, key: tuple, compute) -> np.ndarray:
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key].copy()
+
     def bucket_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
+        return self._remembered(("sums", tuple(exprs)), lambda: self._bucket_sums(exprs))
+
+    def _bucket_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
         if not exprs:
             return np.zeros((self._n, 0))
         if not self.exact:
@@ -341,7 +352,10 @@ class SparkMomentEngine:
         return self._dense(self._sum_long(long, [_GROUP, _POS]), self._n, len(exprs), "bucket sums")
 
     def grouped_sums(self, exprs: Sequence[Expr], key: Expr, levels: int) -> np.ndarray:
-        levels = int(levels)
+        return self._remembered(("grouped", tuple(exprs), key, int(levels)),
+                                lambda: self._grouped_sums(exprs, key, int(levels)))
+
+    def _grouped_sums(self, exprs: Sequence[Expr], key: Expr, levels: int) -> np.ndarray:
         if not exprs:
             return np.zeros((self._n, levels, 0))
         bad = Compare("<", key, Lit(0.0)) + Compare(">=", key, Lit(float(levels))) + \

@@ -198,7 +198,7 @@ class IPW(PropensityEstimator):
     def fit(self, engine, design: Design) -> IPW:
         self.check_design(design)
         check_options(self.bootstrap, self.ci_method, self.level)
-        fit = fit_logistic(engine, design.treatment, design.covariates, max_iter=self.max_iter, tol=self.tol,
+        fit = fit_logistic(engine, design.treatment, design.covariates, outcome=design.outcome, max_iter=self.max_iter, tol=self.tol,
                            label=design.label)
         pw = PropensityWeights.build(fit, design.target, trim=self.trim, clip=self.clip)
         batch = _main_batch(design, fit, pw, self.near_bound)

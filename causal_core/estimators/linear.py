@@ -195,6 +195,22 @@ def column_gram(engine, columns: Sequence[str]) -> GramPass:
     return run(shift) if shift else first
 
 
+ARM_LEVELS = 3  # control, treated, anything else
+
+
+def arm_key(d: Expr) -> Expr:
+    """0 for control rows, 1 for treated rows, 2 for any other treatment value (or NaN)."""
+    is0, is1 = d.eq(0.0), d.eq(1.0)
+    return is1 + Lit(2.0) * (Lit(1.0) - is0 - is1)
+
+
+def arm_gram_sums(engine, terms: Sequence[Expr], treatment: str) -> np.ndarray:
+    """``(K, 3, m(m+1)/2)`` Gram sums of ``terms`` per bucket and treatment arm (control,
+    treated, other). OLS and the propensity fits open with this pass over the same terms
+    ``(1, d, x, y)``, so estimators sharing an engine compute it once."""
+    return engine.grouped_sums(gram_exprs(terms), arm_key(col(treatment)), ARM_LEVELS)
+
+
 def sandwich(bread_inv: np.ndarray, meat: np.ndarray) -> np.ndarray:
     """``A^-1 B A^-T`` (Huber 1967; White 1980)."""
     return bread_inv @ meat @ np.swapaxes(bread_inv, -1, -2)

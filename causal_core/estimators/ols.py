@@ -37,7 +37,8 @@ from causal_core.errors import EstimationError
 from causal_core.estimators.base import BootstrapOptions, Design, Estimator, register
 from causal_core.estimators.inference import bootstrap_replicates, check_options, coefficient_row, summarize
 from causal_core.estimators.linear import (
-    CONSTANT_TOL, batched_solve, check_regressors, gram_exprs, n_clusters, recentring_shift, score_meat,
+    CONSTANT_TOL, arm_gram_sums, batched_solve, check_regressors, gram_exprs, n_clusters, recentring_shift,
+    score_meat,
     small_sample_factor, unpack_gram,
 )
 from causal_core.estimators.moment_batch import times
@@ -128,19 +129,13 @@ class _Layout:
         return out
 
 
-def arm_key(d: Expr) -> Expr:
-    """0 for control rows, 1 for treated rows, 2 for any other treatment value (or NaN)."""
-    is0, is1 = d.eq(0.0), d.eq(1.0)
-    return is1 + Lit(2.0) * (Lit(1.0) - is0 - is1)
-
-
 def _non_binary(d: Expr) -> Expr:
     return Lit(1.0) - d.eq(0.0) - d.eq(1.0)
 
 
 def grouped_pass(engine, layout: _Layout) -> np.ndarray:
     """One pass: per bucket and treatment arm, the Gram sums of ``(1, d, x, y)``."""
-    return engine.grouped_sums(gram_exprs(layout.base), arm_key(col(layout.design.treatment)), 3)
+    return arm_gram_sums(engine, layout.base, layout.design.treatment)
 
 
 def target_means(g: np.ndarray, target: str, p: int) -> np.ndarray:

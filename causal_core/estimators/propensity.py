@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from causal_core.errors import EstimationError
-from causal_core.estimators.linear import batched_solve, check_regressors
+from causal_core.estimators.linear import arm_gram_sums, batched_solve, check_regressors, unpack_gram
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
 from causal_core.moments.engine import unpack_symmetric
 from causal_core.moments.expr import Expr, absolute, col, exp, linear, lit, log, sigmoid
@@ -37,10 +37,9 @@ class LogisticFit:
     ``bucket_scores`` (K, p + p(p+1)/2) holds, per bucket, the score and the upper
     triangle of the information at ``eval_coef`` — the last point where they were
     computed, within the tolerance of ``coef`` — and ``score_exprs`` the expressions that
-    produced them (for the exact row-level bootstrap). ``first`` holds the per-bucket
-    Gram matrices of the first, coefficient-free pass (``xx`` over all rows, ``dxx``
-    over the treated) of the terms, followed by the outcome when one was given;
-    :meth:`arm_gram` reads them per arm.
+    produced them (for the exact row-level bootstrap). ``first`` holds the per-bucket,
+    per-arm (control, treated) Gram matrices of ``(1, x[, y])`` from the first,
+    coefficient-free pass; :meth:`arm_gram` reads them.
     """
 
     treatment: str
@@ -53,14 +52,16 @@ class LogisticFit:
     n: int
     n_treated: int
     n_iter: int
-    first: BucketMoments | None = field(default=None, repr=False)
+    first: np.ndarray | None = field(default=None, repr=False)
     start: str = "discriminant"  # or "zero-step" when the discriminant start was rejected
 
     def arm_gram(self, arm: int, buckets: bool = False) -> np.ndarray:
         """Upper-triangle Gram sums of ``(1, x[, y])`` over the rows of ``arm`` (1 treated,
         0 control): totals ``(m,)``, or per bucket ``(K, m)`` with ``buckets``."""
-        get = self.first.buckets if buckets else self.first.total_vector
-        return get("dxx") if arm == 1 else get("xx") - get("dxx")
+        g = self.first[:, arm]
+        rows, cols = np.triu_indices(g.shape[-1])
+        flat = g[:, rows, cols]
+        return flat if buckets else flat.sum(axis=0)
 
     @property
     def p(self) -> int:
@@ -121,25 +122,20 @@ def _iteration_batch(treatment: str, terms: Sequence[Expr], b: np.ndarray) -> Mo
     return batch
 
 
-def _first_batch(treatment: str, terms: Sequence[Expr], outcome: str | None) -> MomentBatch:
-    """Coefficient-free moments: counts per arm and the Gram matrices of the model terms
-    over all rows and over the treated (the per-arm means and covariances of the
-    discriminant-analysis start)."""
-    d = col(treatment)
-    batch = MomentBatch()
-    batch.add("n", lit(1.0))
-    batch.add("d1", d.eq(1.0))
-    batch.add("d0", d.eq(0.0))
-    v = [*terms, col(outcome)] if outcome is not None else list(terms)
-    batch.add_products("xx", v)
-    batch.add_products("dxx", [times(d, t) for t in v])
-    return batch
+def _first_pass(engine, treatment: str, terms: Sequence[Expr], outcome: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows per arm (control, treated, other) and the per-bucket, per-arm Gram matrices of
+    ``(1, x[, y])`` ``(K, 3, q, q)``, from the arm-Gram pass over ``(1, d, x[, y])`` that
+    OLS opens with too (one pass when they share an engine)."""
+    base = [terms[0], col(treatment), *terms[1:], *([col(outcome)] if outcome is not None else [])]
+    grams = unpack_gram(arm_gram_sums(engine, base, treatment), len(base))
+    keep = [0, *range(2, len(base))]  # drop d: constant within an arm
+    return grams[:, :, 0, 0].sum(axis=0), grams[:, :, keep][:, :, :, keep]
 
 
-def _first_pass_checks(treatment: str, names: Sequence[str], sums: BucketMoments, p: int,
-                       extra: int) -> tuple[int, int]:
-    n = sums.total("n")
-    ones, zeros = sums.total("d1"), sums.total("d0")
+def _first_pass_checks(treatment: str, names: Sequence[str], counts: np.ndarray, xx: np.ndarray) -> tuple[int, int]:
+    zeros, ones = counts[0], counts[1]
+    n = counts.sum()
+    p = xx.shape[0]
     if n == 0:
         raise EstimationError("the propensity model got no rows (empty input or every row filtered out)")
     if ones + zeros != n:
@@ -150,13 +146,13 @@ def _first_pass_checks(treatment: str, names: Sequence[str], sums: BucketMoments
                               "a propensity model needs treated and control rows")
     if p > 1:
         try:
-            check_regressors(sums.symmetric("xx", p + extra)[:p, :p], names)
+            check_regressors(xx, names)
         except EstimationError as err:
             raise EstimationError(f"propensity model: {err}") from None
     return int(n), int(ones)
 
 
-def _starts(sums: BucketMoments, p: int, extra: int) -> tuple[np.ndarray, np.ndarray]:
+def _starts(xx: np.ndarray, dxx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two starting points from the first pass: the linear discriminant (normal covariates
     with a common covariance make the logistic model exact, with these coefficients;
     Efron 1975, "The efficiency of logistic regression compared to normal discriminant
@@ -166,8 +162,7 @@ def _starts(sums: BucketMoments, p: int, extra: int) -> tuple[np.ndarray, np.nda
     where b = 0 needs five to seven; the Newton-from-zero point is the fallback when the
     discriminant start fits worse than b = 0 (strongly non-normal covariates).
     """
-    m = p + extra
-    xx, dxx = sums.symmetric("xx", m)[:p, :p], sums.symmetric("dxx", m)[:p, :p]
+    p = xx.shape[0]
     g0 = dxx[0] - 0.5 * xx[0]  # sum (d - 1/2) x
     zero_step = np.linalg.solve(0.25 * xx, g0)
     if p == 1:
@@ -202,10 +197,11 @@ def fit_logistic(engine, treatment: str, covariates: Sequence[str], *,
     terms = logistic_terms(covariates)
     names = (INTERCEPT, *(label(c) for c in covariates))
     p = len(terms)
-    extra = int(outcome is not None)
-    first = _first_batch(treatment, terms, outcome).run(engine)
-    n, n_treated = _first_pass_checks(label(treatment), names, first, p, extra)
-    b, fallback = _starts(first, p, extra)
+    counts, first = _first_pass(engine, treatment, terms, outcome)
+    arms = first.sum(axis=0)[:, :p, :p]  # (3, p, p): control, treated, other
+    n, n_treated = _first_pass_checks(label(treatment), names, counts, arms.sum(axis=0))
+    first = first[:, :2]
+    b, fallback = _starts(arms.sum(axis=0), arms[1])
     start = "discriminant" if fallback is not b else "zero-step"
     null_loglik = n_treated * np.log(n_treated / n) + (n - n_treated) * np.log(1.0 - n_treated / n)
     for it in range(1, max_iter + 1):

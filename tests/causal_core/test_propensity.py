@@ -24,6 +24,10 @@ class CountingEngine(PandasMomentEngine):
         self.calls += 1
         return super().bucket_sums(exprs)
 
+    def grouped_sums(self, exprs, key, levels):
+        self.calls += 1
+        return super().grouped_sums(exprs, key, levels)
+
 
 @pytest.fixture(scope="module")
 def data():

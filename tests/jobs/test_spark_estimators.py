@@ -97,3 +97,39 @@ def test_errors_name_the_columns_on_spark(spark):
     with pytest.raises(EstimationError, match=r"constant columns.*'x2' \(= 4\)"):
         get_estimator("ols")(bootstrap=BootstrapOptions(replicates=0)).fit(
             SparkMomentEngine(sdf, n_buckets=K), s.make_design())
+
+
+class CountingSparkEngine(SparkMomentEngine):
+    """Counts the Spark jobs behind the passes (memoised passes run no job)."""
+
+    jobs = 0
+
+    def _bucket_sums(self, exprs):
+        self.jobs += 1
+        return super()._bucket_sums(exprs)
+
+    def _grouped_sums(self, exprs, key, levels):
+        self.jobs += 1
+        return super()._grouped_sums(exprs, key, levels)
+
+
+def test_estimators_sharing_an_engine_compute_their_common_pass_once(spark):
+    """OLS and the propensity estimators open with the same arm-Gram pass over
+    (1, d, x, y) and ipw / aipw fit the same propensity model: on one engine those passes
+    run once, and the numbers are those of fresh engines."""
+    s = confounded_binary(2000, np.random.default_rng(7))
+    sdf, _ = frames(spark, s.frame)
+    design = s.make_design("ate")
+    boot = BootstrapOptions(replicates=50, seed=3)
+    shared = CountingSparkEngine(sdf, n_buckets=K)
+    results, alone_jobs = {}, 0
+    for name in ("ols", "ipw", "aipw"):
+        results[name] = get_estimator(name)(bootstrap=boot).fit(shared, design).result_
+        alone = CountingSparkEngine(sdf, n_buckets=K)
+        fresh = get_estimator(name)(bootstrap=boot).fit(alone, design).result_
+        alone_jobs += alone.jobs
+        assert results[name].estimate == fresh.estimate and results[name].se == fresh.se
+        np.testing.assert_array_equal(results[name].replicates, fresh.replicates)
+    # ipw and aipw reuse ols's first pass, and aipw every Newton pass of ipw's propensity fit
+    newton = results["aipw"].diagnostics["propensity_iterations"]
+    assert newton >= 2 and shared.jobs == alone_jobs - 2 - newton
