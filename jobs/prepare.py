@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -69,13 +69,18 @@ def _is_numeric(df: DataFrame, name: str) -> bool:
     return isinstance(df.schema[name].dataType, _NUMERIC)
 
 
-def handle_nulls(df: DataFrame, columns: Sequence[str], policy: str) -> tuple[DataFrame, int, int]:
-    """Drop rows with a null in ``columns`` (reporting the count) or fail, per ``data.nulls``."""
+def handle_nulls(df: DataFrame, columns: Sequence[str], policy: str,
+                 facts: Sequence[Column] = ()) -> tuple[DataFrame, int, int, Row]:
+    """Drop rows with a null in ``columns`` (reporting the count) or fail, per ``data.nulls``.
+
+    ``facts`` are functions from the keep-row condition to aggregate columns over the kept
+    rows (:func:`treatment_facts`); they ride on the same pass and come back as the last item.
+    """
     any_null = F.lit(False)
     for c in columns:
         any_null = any_null | F.col(c).isNull()
-    row = collect_one(df.agg(F.count(F.lit(1)).alias("n"), F.sum(any_null.cast("long")).alias("nulls")),
-                      "null count")
+    row = collect_one(df.agg(F.count(F.lit(1)).alias("n"), F.sum(any_null.cast("long")).alias("nulls"),
+                             *[f(~any_null) for f in facts]), "null count")
     n, nulls = int(row["n"]), int(row["nulls"] or 0)
     if n == 0:
         raise DataCheckError("the selection is empty: no rows in the requested interval and filter")
@@ -88,7 +93,21 @@ def handle_nulls(df: DataFrame, columns: Sequence[str], policy: str) -> tuple[Da
         df = df.where(~any_null)
         if nulls == n:
             raise DataCheckError(f"every one of the {n} rows has a null in a needed column {list(columns)}")
-    return df, n - nulls, nulls
+    return df, n - nulls, nulls, row
+
+
+def treatment_facts(df: DataFrame, spec: StudySpec, treated: Any, control: Any) -> list:
+    """Aggregates over the kept rows that tell a constant, binary or other treatment and
+    whether a contrast's values occur: they ride on the null-count pass."""
+    t = F.col(spec.treatment[0])
+    facts = [lambda keep: F.min(F.when(keep, t)).alias("t_min"), lambda keep: F.max(F.when(keep, t)).alias("t_max")]
+    if _is_numeric(df, spec.treatment[0]) or isinstance(df.schema[spec.treatment[0]].dataType, T.BooleanType):
+        other = ~t.cast("double").isin(0.0, 1.0)
+        facts.append(lambda keep: F.sum((keep & other).cast("long")).alias("t_not01"))
+    if not spec.treatment_values.natural:
+        for v, role in ((treated, "treated"), (control, "control")):
+            facts.append(lambda keep, v=v, role=role: F.max((keep & (t == F.lit(v))).cast("int")).alias(role))
+    return facts
 
 
 def not_binary_reason(model: ModelFrame) -> str:
@@ -97,40 +116,30 @@ def not_binary_reason(model: ModelFrame) -> str:
             f"{list(model.treatment_seen)}); set treatment_values to choose a treated and a control value")
 
 
-def treatment_values_seen(df: DataFrame, t: str) -> list:
-    """A handful of distinct values: enough to tell constant / binary / more; never the column."""
-    return sorted((r[0] for r in collect_small(df.select(t).distinct().limit(3), 3, f"treatment {t} values")),
-                  key=repr)
-
-
 def treatment_column(df: DataFrame, spec: StudySpec, treated: Any, control: Any,
-                     binary_needed: bool) -> tuple[DataFrame, Column, bool, tuple]:
+                     binary_needed: bool, facts: Row) -> tuple[DataFrame, Column, bool, tuple]:
     """Code the treatment: 1/0 for a (treated, control) contrast, else its own number.
 
     Rows with other treatment values are left out of a contrast (other arms of an
     experiment). A constant or, where a binary one is needed, non-binary treatment is an
-    error naming the values seen.
+    error naming the values seen. ``facts`` are the :func:`treatment_facts` aggregates.
     """
     t = spec.treatment[0]
-    if len(spec.treatment) > 1:
-        raise EstimationError(f"estimation needs one treatment column; the study names {list(spec.treatment)}")
-    values = treatment_values_seen(df, t)
-    if len(values) < 2:
-        raise DataCheckError(f"treatment {t!r} is constant ({values[0] if values else 'no rows'}) in the selection; "
+    values = [facts["t_min"], facts["t_max"]]
+    if facts["t_min"] == facts["t_max"]:
+        raise DataCheckError(f"treatment {t!r} is constant ({values[0]}) in the selection; "
                              "there is nothing to compare")
+    binary = "t_not01" in facts.asDict() and facts["t_not01"] == 0
     if spec.treatment_values.natural:
         if not _is_numeric(df, t):
             raise SpecError(f"treatment {t!r} is not numeric (values {values[:5]}); give treatment_values "
                             "(treated/control or arms)", (("treatment_values", "required"),))
-        if binary_needed and not set(values) <= {0, 1, True, False}:
+        if binary_needed and not binary:
             raise EstimationError(f"treatment {t!r} is not binary (values include {values}); "
                                   "set treatment_values to choose a treated and a control value")
-        return df, F.col(t).cast("double"), set(values) <= {0, 1, True, False}, tuple(values)
-    present = collect_one(df.agg(*[F.max((F.col(t) == F.lit(v)).cast("int")).alias(role)
-                                   for v, role in ((treated, "treated"), (control, "control"))]),
-                          "treatment values present")
+        return df, F.col(t).cast("double"), binary, tuple(values)
     for v, role in ((treated, "treated"), (control, "control")):
-        if not present[role]:
+        if not facts[role]:
             raise DataCheckError(f"treatment_values.{role} {v!r} does not occur in column {t!r} "
                                  f"(some values seen: {values})")
     df = df.where(F.col(t).isin([treated, control]))
@@ -187,8 +196,11 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
                                      *request.instruments, *request.discrete, *spec.segments)
                                     + ((spec.data.unit_id,) if spec.data.unit_id else ())))
     df = df.select(*raw_needed)
-    df, n_rows, dropped = handle_nulls(df, raw_needed, spec.data.nulls)
-    df, t_col, binary, seen = treatment_column(df, spec, treated, control, binary_needed)
+    if len(spec.treatment) > 1:
+        raise EstimationError(f"estimation needs one treatment column; the study names {list(spec.treatment)}")
+    df, n_rows, dropped, facts = handle_nulls(df, raw_needed, spec.data.nulls,
+                                              treatment_facts(df, spec, treated, control))
+    df, t_col, binary, seen = treatment_column(df, spec, treated, control, binary_needed, facts)
     if not _is_numeric(df, metric):
         raise EstimationError(f"outcome {metric!r} is not numeric ({df.schema[metric].dataType.simpleString()})")
     cols: list[Column] = [t_col.alias("__t"), F.col(metric).cast("double").alias("__y")]

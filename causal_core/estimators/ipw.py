@@ -11,7 +11,8 @@ propensity coefficients ``b``, computed in one pass after the logistic fit:
 * the four totals ``T = (sum d S w1, sum d S w1 y, sum (1-d) S w0, sum (1-d) S w0 y)``;
 * their Jacobians ``dT/db`` (per bucket), which are the bread of the sandwich and the
   linearization of the bootstrap;
-* after that pass, ``sum (v' c)^2`` for the per-row base vector
+* on the next pass (the one that refines the propensity range), ``sum (v' c)^2`` for
+  the per-row base vector
   ``c = (d S w1, d S w1 y, (1-d) S w0, (1-d) S w0 y, (d - e) x)``: every stacked
   estimating function is linear in ``c`` given ``(mu1, mu0)``, so the influence function
   of the effect is ``v' c`` with ``v`` from the totals and Jacobians (a one-sum pass).
@@ -127,16 +128,17 @@ def arm_moments(fit: LogisticFit) -> dict[int, tuple[float, np.ndarray, np.ndarr
 
 
 def _arm_range(engine, pw: PropensityWeights, treatment: str, sums: BucketMoments,
-               n_arm: dict[int, float]) -> dict[str, list[float]]:
-    """The propensity range per arm: outer bounds, 1/16 of a propensity band apart (one pass)."""
+               n_arm: dict[int, float], extra: list[Expr]) -> tuple[dict[str, list[float]], np.ndarray]:
+    """The propensity range per arm: outer bounds, 1/16 of a propensity band apart (one
+    pass, which also sums ``extra``)."""
     reqs = []
     for a in ARMS:
         n, counts = n_arm[a], sums.total_vector(f"cdf{a}")
         arm = pw.arm(treatment, a)
         reqs += [QuantileRequest(arm, n, counts, 0.0), QuantileRequest(arm, n, counts, 1.0)]
-    b = refine_quantiles(engine, pw.eta, reqs)
+    b, totals = refine_quantiles(engine, pw.eta, reqs, extra)
     sig = lambda v: float(1.0 / (1.0 + np.exp(-v)))  # noqa: E731
-    return {"treated": [sig(b[0][0]), sig(b[1][1])], "control": [sig(b[2][0]), sig(b[3][1])]}
+    return {"treated": [sig(b[0][0]), sig(b[1][1])], "control": [sig(b[2][0]), sig(b[3][1])]}, totals
 
 
 def _histogram(sums: BucketMoments, n_arm: dict[int, float]) -> dict:
@@ -150,8 +152,9 @@ def _histogram(sums: BucketMoments, n_arm: dict[int, float]) -> dict:
 
 
 def weighting_diagnostics(engine, design: Design, fit: LogisticFit, pw: PropensityWeights,
-                          sums: BucketMoments, near_bound: float) -> dict:
-    """ESS, propensity ranges, trimmed/clipped counts, balance and warnings (shared with AIPW)."""
+                          sums: BucketMoments, near_bound: float, extra: list[Expr]) -> tuple[dict, np.ndarray]:
+    """ESS, propensity ranges, trimmed/clipped counts, balance and warnings; and the totals
+    of ``extra`` expressions, summed on the propensity-range pass."""
     tot = lambda name: np.array([np.atleast_1d(sums.total_vector(f"{name}{a}")) for a in ARMS])  # noqa: E731
     arms = arm_moments(fit)
     n_arm = {a: arms[a][0] for a in ARMS}
@@ -165,12 +168,13 @@ def weighting_diagnostics(engine, design: Design, fit: LogisticFit, pw: Propensi
     warns = overlap_warnings(float(near.sum()), float(n.sum()), near_bound, max_after)
     for w in warns:
         warnings.warn(w, PropensityWarning, stacklevel=3)
+    prange, totals = _arm_range(engine, pw, design.treatment, sums, n_arm, extra)
     return {
         "propensity_coefficients": dict(zip(fit.names, map(float, fit.coef))),
         "propensity_iterations": fit.n_iter,
         "n_treated": int(n[0]), "n_control": int(n[1]),
         "effective_sample_size": {"treated": kish_ess(wn[0], w2[0]), "control": kish_ess(wn[1], w2[1])},
-        "propensity_range": _arm_range(engine, pw, design.treatment, sums, n_arm),
+        "propensity_range": prange,
         "propensity_histogram": _histogram(sums, n_arm),
         "n_trimmed": {"treated": int(n[0] - kept[0]), "control": int(n[1] - kept[1])},
         "n_clipped": {"treated": int(clipped[0]), "control": int(clipped[1])},
@@ -178,7 +182,7 @@ def weighting_diagnostics(engine, design: Design, fit: LogisticFit, pw: Propensi
         "smd_before": dict(zip(map(design.label, design.covariates), map(float, before))),
         "smd_after": dict(zip(map(design.label, design.covariates), map(float, after))),
         "max_abs_smd_after": max_after, "warnings": warns,
-    }
+    }, totals
 
 
 @register
@@ -198,20 +202,24 @@ class IPW(PropensityEstimator):
     def fit(self, engine, design: Design) -> IPW:
         self.check_design(design)
         check_options(self.bootstrap, self.ci_method, self.level)
-        fit = fit_logistic(engine, design.treatment, design.covariates, outcome=design.outcome, max_iter=self.max_iter, tol=self.tol,
-                           label=design.label)
+        fit = fit_logistic(engine, design.treatment, design.covariates, outcome=design.outcome,
+                           max_iter=self.max_iter, tol=self.tol, label=design.label)
         pw = PropensityWeights.build(fit, design.target, trim=self.trim, clip=self.clip)
         batch = _main_batch(design, fit, pw, self.near_bound)
         sums = batch.run(engine)
         t, jac = sums.total_vector("t"), sums.total_vector("jac").reshape(4, fit.p)
         v = hajek_influence(t, jac, fit.hessian)
         psi = linear(v, _base_exprs(design, fit, pw)[1])
-        se = float(np.sqrt(max(score_meat(engine, [psi], clustered=design.clustered)[0, 0], 0.0)))
+        # sum psi^2 rides on the propensity-range pass; clustered, it needs per-unit sums
+        diag, psi2 = weighting_diagnostics(engine, design, fit, pw, sums, self.near_bound,
+                                           [] if design.clustered else [psi * psi])
+        if design.clustered:
+            psi2 = score_meat(engine, [psi], clustered=True)[0]
+        se = float(np.sqrt(max(psi2[0], 0.0)))
         reps = bootstrap_replicates(
             engine, [*fit.score_exprs, *batch.exprs("t"), *batch.exprs("jac")],
             np.hstack([fit.bucket_scores, sums.buckets("t"), sums.buckets("jac")]),
             hajek_statistic(fit), self.bootstrap)
-        diag = weighting_diagnostics(engine, design, fit, pw, sums, self.near_bound)
         diag.update(trim=self.trim, clip=self.clip, weights="hajek")
         self.propensity_ = fit
         self.result_ = summarize(self.name, design, estimate=t[1] / t[0] - t[3] / t[2], analytic_se=se,

@@ -60,10 +60,14 @@ def _cell(grid: np.ndarray, j: int) -> tuple[float, float]:
     return lo, hi
 
 
-def _refine(engine, eta: Expr, requests: Sequence[QuantileRequest]) -> list[tuple[np.ndarray, np.ndarray, int]]:
+def _refine(engine, eta: Expr, requests: Sequence[QuantileRequest],
+            extra: Sequence[Expr] = ()) -> tuple[list[tuple[np.ndarray, np.ndarray, int]], np.ndarray]:
     """One pass: per request, the grid (lo, fine..., hi) around its coarse cell, the
-    cumulative counts on it (NaN at an infinite end) and the index k of its fine cell."""
+    cumulative counts on it (NaN at an infinite end) and the index k of its fine cell;
+    and the totals of ``extra`` expressions riding on the same pass."""
     batch, plans = MomentBatch(), []
+    if extra:
+        batch.add("extra", list(extra))
     for i, r in enumerate(requests):
         j = _first_reaching(r.counts, r.prob * r.total, r.prob)
         lo, hi = _cell(COARSE_GRID, j)
@@ -83,17 +87,20 @@ def _refine(engine, eta: Expr, requests: Sequence[QuantileRequest]) -> list[tupl
             continue
         counts = np.concatenate(([ends[0]], np.atleast_1d(sums.total_vector(f"q{i}")), [ends[1]]))
         out.append((grid, counts, _first_reaching(counts[1:-1], r.prob * r.total, r.prob)))
-    return out
+    return out, (sums.total_vector("extra") if extra else np.zeros(0))
 
 
-def refine_quantiles(engine, eta: Expr, requests: Sequence[QuantileRequest]) -> list[tuple[float, float]]:
-    """For each request, an interval ``(lo, hi]`` of the logit scale holding the quantile.
+def refine_quantiles(engine, eta: Expr, requests: Sequence[QuantileRequest],
+                     extra: Sequence[Expr] = ()) -> tuple[list[tuple[float, float]], np.ndarray]:
+    """For each request, an interval ``(lo, hi]`` of the logit scale holding the quantile,
+    and the totals of the ``extra`` expressions summed on the same pass.
 
     One engine pass: ``FINE_STEPS - 1`` thresholds inside each request's coarse cell.
     A quantile beyond the coarse grid (propensity below 1e-4 or above 1 - 1e-4) gets an
     infinite end.
     """
-    return [(float(grid[k]), float(grid[k + 1])) for grid, _, k in _refine(engine, eta, requests)]
+    found, totals = _refine(engine, eta, requests, extra)
+    return [(float(grid[k]), float(grid[k + 1])) for grid, _, k in found], totals
 
 
 def eta_quantiles(engine, eta: Expr, probs: Sequence[float], weight: Expr | None = None) -> list[float]:
@@ -105,8 +112,8 @@ def eta_quantiles(engine, eta: Expr, probs: Sequence[float], weight: Expr | None
     sums = batch.run(engine)
     total, counts = sums.total("total"), sums.total_vector("cdf")
     out = []
-    for p, (grid, cum, k) in zip(probs, _refine(engine, eta, [QuantileRequest(weight, total, counts, p)
-                                                              for p in probs])):
+    found, _ = _refine(engine, eta, [QuantileRequest(weight, total, counts, p) for p in probs])
+    for p, (grid, cum, k) in zip(probs, found):
         lo, hi = grid[k], grid[k + 1]
         if not (np.isfinite(lo) and np.isfinite(hi)):
             out.append(float(hi if np.isfinite(hi) else lo))

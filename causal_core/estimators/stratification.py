@@ -137,7 +137,8 @@ class Stratification(Estimator):
         check_options(self.bootstrap, self.ci_method, self.level)
         if self.n_strata not in STRATA_CHOICES:
             raise EstimationError(f"stratification: n_strata must be one of {STRATA_CHOICES}, got {self.n_strata}")
-        fit = fit_logistic(engine, design.treatment, design.covariates, outcome=design.outcome, max_iter=self.max_iter, tol=self.tol,
+        fit = fit_logistic(engine, design.treatment, design.covariates, outcome=design.outcome,
+                           max_iter=self.max_iter, tol=self.tol,
                            label=design.label)
         cuts, strata, exprs, per_bucket = self._strata_moments(engine, design, fit.eta())
         totals = per_bucket.sum(axis=0)
