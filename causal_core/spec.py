@@ -7,11 +7,7 @@ with the file, the field and what was expected (``SpecError.problems``).
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,114 +15,9 @@ import yaml
 
 from causal_core.errors import GraphError, SpecError
 from causal_core.graph import CausalGraph
-
-TOP_FIELDS = (
-    "name", "description", "data", "graph", "treatment", "outcome", "treatment_values", "design",
-    "derived", "encode", "target", "estimators", "bootstrap", "refuters", "segments", "checks",
-    "tracking", "schedule", "adjustment", "seed",
+from causal_core.spec_types import (  # noqa: F401  (the spec's public values live there)
+    TOP_FIELDS, DATA_FIELDS, DESIGNS, TARGETS, FORMATS, NULL_POLICIES, REFUTERS, SCHEDULE_PRESETS, _NAME, _IDENT, DataSpec, TreatmentValues, BootstrapSpec, EstimatorSpec, StudySpec,
 )
-DATA_FIELDS = ("table", "path", "format", "partition_column", "unit_id", "where", "nulls", "buckets", "exact_sums")
-DESIGNS = ("observational", "experiment")
-TARGETS = ("ate", "att", "atc")
-FORMATS = ("parquet", "csv", "json", "orc", "delta")
-NULL_POLICIES = ("drop", "fail")
-REFUTERS = ("placebo_treatment", "random_common_cause", "data_subset", "dummy_outcome", "sensitivity",
-            "graph_validation")
-SCHEDULE_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly")
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """Where the rows come from: a catalog ``table`` or a ``path`` with a ``format``."""
-
-    table: str | None = None
-    path: str | None = None
-    format: str = "parquet"
-    partition_column: str | None = None
-    unit_id: str | None = None
-    where: str | None = None
-    nulls: str = "drop"
-    buckets: int = 1000
-    exact_sums: bool = False  # bit-identical sums for any partitioning, at several times the cost
-
-
-@dataclass(frozen=True)
-class TreatmentValues:
-    """Which treatment values are compared: ``treated`` vs ``control``, or many ``arms``."""
-
-    treated: Any = None
-    control: Any = None
-    arms: tuple[Any, ...] = ()
-
-    @property
-    def natural(self) -> bool:
-        """True when no values were given: the treatment enters as its own number (0/1 or dose)."""
-        return self.treated is None and self.control is None and not self.arms
-
-    def contrasts(self) -> tuple[tuple[Any, Any], ...]:
-        """(treated, control) pairs: one, or one per non-control arm; (1, 0) when natural."""
-        if self.natural:
-            return ((1, 0),)
-        if self.arms:
-            return tuple((a, self.control) for a in self.arms if a != self.control)
-        return ((self.treated, self.control),)
-
-
-@dataclass(frozen=True)
-class BootstrapSpec:
-    replicates: int = 1000
-    seed: int = 0
-    kind: str = "poisson"
-
-
-@dataclass(frozen=True)
-class EstimatorSpec:
-    """An estimator name and its options (kept as sorted key/value pairs so the spec hashes)."""
-
-    name: str
-    options: tuple[tuple[str, Any], ...] = ()
-
-    def options_dict(self) -> dict[str, Any]:
-        return dict(self.options)
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    """A parsed, validated study. Build it with :func:`load_spec` or :func:`parse_spec`."""
-
-    name: str
-    graph: CausalGraph
-    treatment: tuple[str, ...]
-    outcome: tuple[str, ...]
-    data: DataSpec
-    description: str = ""
-    design: str = "observational"
-    treatment_values: TreatmentValues = TreatmentValues()
-    derived: tuple[tuple[str, str], ...] = ()
-    encode: tuple[tuple[str, Any], ...] = ()
-    target: str = "ate"
-    estimators: tuple[EstimatorSpec, ...] = (EstimatorSpec("auto"),)
-    bootstrap: BootstrapSpec = BootstrapSpec()
-    refuters: tuple[EstimatorSpec, ...] = ()
-    segments: tuple[str, ...] = ()
-    checks: tuple[tuple[str, Any], ...] = ()
-    tracking: str | None = None
-    schedule: str | None = None
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    source: str = field(default="", compare=False)
-    raw: str = field(default="", compare=False, repr=False)
-
-    def spec_hash(self) -> str:
-        """A stable hash of the spec's content (not of its file path or comments)."""
-        return hashlib.sha256(json.dumps(yaml.safe_load(self.raw) if self.raw else self.name,
-                                         sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-    def encoding(self, variable: str) -> Any:
-        return dict(self.encode).get(variable, "as_is")
-
 
 class _Problems:
     def __init__(self, source: str) -> None:

@@ -11,7 +11,8 @@ import pytest
 from causal_core.errors import DataCheckError
 from causal_core.moments import BUCKET, UNIT, PandasMomentEngine, col, exp, linear, lit, log, sigmoid
 from causal_core.moments.expr import Func, RowPoisson, evaluate_numpy
-from jobs.spark_engine import SparkMomentEngine, collect_arrow, compile_expr, with_buckets
+from jobs.spark_compile import compile_expr
+from jobs.spark_engine import SparkMomentEngine, collect_arrow, with_buckets
 
 pytestmark = pytest.mark.spark
 K = 40

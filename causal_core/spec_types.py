@@ -1,0 +1,124 @@
+"""The frozen values a study spec parses into, and the vocabularies its fields take.
+
+:mod:`causal_core.spec` builds them from YAML and checks every field; the rest of
+whybatch only reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from causal_core.graph import CausalGraph
+
+TOP_FIELDS = (
+    "name", "description", "data", "graph", "treatment", "outcome", "treatment_values", "design",
+    "derived", "encode", "target", "estimators", "bootstrap", "refuters", "segments", "checks",
+    "tracking", "schedule", "adjustment", "seed",
+)
+DATA_FIELDS = ("table", "path", "format", "partition_column", "unit_id", "where", "nulls", "buckets", "exact_sums")
+DESIGNS = ("observational", "experiment")
+TARGETS = ("ate", "att", "atc")
+FORMATS = ("parquet", "csv", "json", "orc", "delta")
+NULL_POLICIES = ("drop", "fail")
+REFUTERS = ("placebo_treatment", "random_common_cause", "data_subset", "dummy_outcome", "sensitivity",
+            "graph_validation")
+SCHEDULE_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the rows come from: a catalog ``table`` or a ``path`` with a ``format``."""
+
+    table: str | None = None
+    path: str | None = None
+    format: str = "parquet"
+    partition_column: str | None = None
+    unit_id: str | None = None
+    where: str | None = None
+    nulls: str = "drop"
+    buckets: int = 1000
+    exact_sums: bool = False  # bit-identical sums for any partitioning, at several times the cost
+
+
+@dataclass(frozen=True)
+class TreatmentValues:
+    """Which treatment values are compared: ``treated`` vs ``control``, or many ``arms``."""
+
+    treated: Any = None
+    control: Any = None
+    arms: tuple[Any, ...] = ()
+
+    @property
+    def natural(self) -> bool:
+        """True when no values were given: the treatment enters as its own number (0/1 or dose)."""
+        return self.treated is None and self.control is None and not self.arms
+
+    def contrasts(self) -> tuple[tuple[Any, Any], ...]:
+        """(treated, control) pairs: one, or one per non-control arm; (1, 0) when natural."""
+        if self.natural:
+            return ((1, 0),)
+        if self.arms:
+            return tuple((a, self.control) for a in self.arms if a != self.control)
+        return ((self.treated, self.control),)
+
+
+@dataclass(frozen=True)
+class BootstrapSpec:
+    replicates: int = 1000
+    seed: int = 0
+    kind: str = "poisson"
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """An estimator name and its options (kept as sorted key/value pairs so the spec hashes)."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def options_dict(self) -> dict[str, Any]:
+        return dict(self.options)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A parsed, validated study. Build it with :func:`load_spec` or :func:`parse_spec`."""
+
+    name: str
+    graph: CausalGraph
+    treatment: tuple[str, ...]
+    outcome: tuple[str, ...]
+    data: DataSpec
+    description: str = ""
+    design: str = "observational"
+    treatment_values: TreatmentValues = TreatmentValues()
+    derived: tuple[tuple[str, str], ...] = ()
+    encode: tuple[tuple[str, Any], ...] = ()
+    target: str = "ate"
+    estimators: tuple[EstimatorSpec, ...] = (EstimatorSpec("auto"),)
+    bootstrap: BootstrapSpec = BootstrapSpec()
+    refuters: tuple[EstimatorSpec, ...] = ()
+    segments: tuple[str, ...] = ()
+    checks: tuple[tuple[str, Any], ...] = ()
+    tracking: str | None = None
+    schedule: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    source: str = field(default="", compare=False)
+    raw: str = field(default="", compare=False, repr=False)
+
+    def spec_hash(self) -> str:
+        """A stable hash of the spec's content (not of its file path or comments)."""
+        return hashlib.sha256(json.dumps(yaml.safe_load(self.raw) if self.raw else self.name,
+                                         sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def encoding(self, variable: str) -> Any:
+        return dict(self.encode).get(variable, "as_is")
