@@ -95,12 +95,30 @@ def joint_tensor(joint: pd.DataFrame, names: tuple[str, ...]) -> tuple[np.ndarra
     return tensor / total, levels
 
 
+def evaluate_batch(expr: Expression, tensors: np.ndarray, names: tuple[str, ...],
+                   levels: dict[str, pd.Index]) -> np.ndarray:
+    """Evaluate ``expr`` on B joint distributions at once.
+
+    ``tensors`` is ``(B, *shape)``: normalised joint tensors over ``names`` (sorted, as
+    :func:`joint_tensor` orders them) with the given ``levels``. Returns ``(B, *free)``,
+    the free variables' axes in sorted order — what :func:`evaluate` computes for each
+    distribution, as one numpy computation (a bootstrap's replicates, or the perturbed
+    distributions of a numerical gradient).
+    """
+    values = _Evaluator(tensors, names, levels, batch=True).eval(expr)
+    free = sorted(expr.free_variables())
+    keep = [names.index(v) for v in free]
+    return values.reshape((values.shape[0], *[values.shape[1 + i] for i in keep]))
+
+
 class _Evaluator:
-    def __init__(self, tensor: np.ndarray, names: tuple[str, ...], levels: dict[str, pd.Index]) -> None:
+    def __init__(self, tensor: np.ndarray, names: tuple[str, ...], levels: dict[str, pd.Index],
+                 batch: bool = False) -> None:
         self.tensor = tensor
-        self.axis = {n: i for i, n in enumerate(names)}
+        # with a leading batch axis every variable's axis moves one to the right
+        self.axis = {n: i + int(batch) for i, n in enumerate(names)}
         self.levels = levels
-        self.ndim = len(names)
+        self.ndim = len(names) + int(batch)
         self._marginals: dict[frozenset[str], np.ndarray] = {}
 
     def marginal(self, keep: frozenset[str]) -> np.ndarray:
