@@ -82,6 +82,9 @@ CASES: dict[str, Case] = {
     "ols-ate": Case(confounded_binary, "ols", "ate"),
     "ols-att": Case(confounded_binary, "ols", "att"),
     "ols-atc": Case(confounded_binary, "ols", "atc"),
+    # the bucket-cluster sandwich (one pass): K = 200 buckets of ~5 rows, 199 df
+    "ols-buckets-ate": Case(confounded_binary, "ols", "ate", options={"cov_type": "buckets"}),
+    "ols-buckets-att": Case(confounded_binary, "ols", "att", options={"cov_type": "buckets"}),
     "iv-late": Case(linear_iv, "iv", "late"),
     "frontdoor-ate": Case(linear_frontdoor, "frontdoor", "ate"),
     # propensity-based estimators (logistic propensity; one-step bucket bootstrap)

@@ -13,7 +13,7 @@ import pytest
 
 from bench.coverage import CASES, run_case
 
-LINEAR_CASES = ["ols-ate", "ols-att", "ols-atc", "iv-late", "frontdoor-ate"]
+LINEAR_CASES = ["ols-ate", "ols-att", "ols-atc", "ols-buckets-ate", "ols-buckets-att", "iv-late", "frontdoor-ate"]
 
 
 @pytest.mark.slow
