@@ -177,19 +177,24 @@ def _bucket_rows(frame: DataFrame, n_buckets: int) -> tuple[DataFrame, str, int]
     from causal_core.moments.engine import BUCKET
     from jobs.spark_engine import duplicate_dispersion, with_buckets
 
-    model = with_buckets(frame, n_buckets)
+    model = with_buckets(frame, n_buckets).persist()  # the count below fills the cache
     rows = collect_small(model.groupBy(BUCKET).count(), n_buckets, "rows per bucket")
     counts = np.zeros(n_buckets)
     for bucket, count in rows:
         counts[bucket] = count
     if duplicate_dispersion(counts) <= DUPLICATE_DISPERSION:
         return model, "row values", int(counts.sum())
-    return with_buckets(frame, n_buckets, copies=True), "row values and copy index", int(counts.sum())
+    model.unpersist()
+    return with_buckets(frame, n_buckets, copies=True).persist(), "row values and copy index", int(counts.sum())
 
 
 def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: ModelRequest, *,
                       treated: Any, control: Any, binary_needed: bool, n_buckets: int) -> ModelFrame:
-    """Code, encode, drop nulls and bucket: the frame every estimator of one contrast uses."""
+    """Code, encode, drop nulls and bucket: the frame every estimator of one contrast uses.
+
+    The frame comes back persisted (its row or bucket count fills the cache, so the
+    estimators' first pass reads the cache instead of the table); the caller unpersists.
+    """
     from jobs.spark_engine import with_buckets
 
     raw_needed = list(dict.fromkeys((*spec.treatment, metric, *request.covariates, *request.mediators,
@@ -221,7 +226,7 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
         cols.append(F.col(spec.data.unit_id).alias(UNIT))
     frame = df.select(*cols)
     if spec.data.unit_id:
-        model, bucketing = with_buckets(frame, n_buckets, UNIT), "unit"
+        model, bucketing = with_buckets(frame, n_buckets, UNIT).persist(), "unit"
         n_contrast = n_rows if spec.treatment_values.natural else \
             int(collect_one(model.agg(F.count(F.lit(1)).alias("n")), "row count")["n"])
     else:

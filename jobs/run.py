@@ -200,7 +200,6 @@ def _fit_group(spark: SparkSession, spec: StudySpec, interval: Interval, metric:
         for i, es, strategy, _ in group:
             slots[i] = [NotEstimable(es.name, strategy.name, metric, str(exc)).to_dict()]
         return 0
-    model.df.persist()
     try:
         parts = [("all", model)] + [(f"{c}={level}", _filter(model, c, level))
                                     for c in spec.segments for level in _segment_levels(model, c)]
