@@ -38,8 +38,7 @@ from causal_core.estimators.base import BootstrapOptions, Design, Estimator, reg
 from causal_core.estimators.inference import bootstrap_replicates, check_options, coefficient_row, summarize
 from causal_core.estimators.linear import (
     CONSTANT_TOL, arm_gram_sums, batched_solve, check_regressors, cluster_factor, gram_exprs, n_clusters,
-    recentring_shift, score_meat,
-    small_sample_factor, unpack_gram,
+    recentring_shift, score_meat, small_sample_factor, unpack_gram,
 )
 from causal_core.estimators.moment_batch import times
 from causal_core.moments.expr import Expr, Lit, col, linear
