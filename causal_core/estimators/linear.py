@@ -28,6 +28,8 @@ API
     digits to cancellation (a column whose mean dwarfs its spread, like a year).
 ``score_meat(engine, scores, clustered=...)``
     ``sum_i s_i s_i'`` (rows) or ``sum_g s_g s_g'`` (clusters, ``s_g`` = per-unit sums).
+``score_squares(engine, scores, clustered=...)``
+    its diagonal only (one sum per score).
 ``hc1_factor(n, k)``, ``cluster_factor(n, k, g)``
     the small-sample corrections of Stata and statsmodels.
 ``sandwich(bread_inv, meat)``
@@ -240,6 +242,15 @@ def score_meat(engine, scores: Sequence[Expr], *, clustered: bool) -> np.ndarray
     r = len(scores)
     flat = engine.cluster_cross_sums(scores) if clustered else engine.bucket_sums(gram_exprs(scores))
     return unpack_gram(flat.sum(axis=0), r)
+
+
+def score_squares(engine, scores: Sequence[Expr], *, clustered: bool) -> np.ndarray:
+    """``(r,)`` sums of squares ``sum_i s_i^2`` of each row score (of the per-unit sums
+    when ``clustered``): the diagonal of :func:`score_meat`, with r sums instead of
+    r(r+1)/2 when rows are the units."""
+    if clustered:
+        return np.diag(score_meat(engine, scores, clustered=True)).copy()
+    return engine.bucket_sums([s * s for s in scores]).sum(axis=0)
 
 
 def n_clusters(engine) -> int:

@@ -20,11 +20,11 @@ factors. The effect's variance stacks the regression scores ``x e`` with the mea
 that treats the covariate means as fixed — what statsmodels reports for the treatment
 coefficient after centring the covariates at the target means.
 
-The second pass sums only the squares and cross products of three projected scores
+The second pass sums only the squares of three projected scores
 ``l' s`` (the effect, the fixed-covariate effect and the treatment coefficient): a
 variance ``l' A^-1 B A^-T l`` needs ``sum (l' A^-1 s_i)^2``, not the whole meat B
 (Hampel et al. 1986, §2.3: the variance of a functional is the second moment of its
-influence function), so that pass is 6 sums wide whatever the number of covariates.
+influence function), so that pass is 3 sums wide whatever the number of covariates.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from causal_core.estimators.base import BootstrapOptions, Design, Estimator, reg
 from causal_core.estimators.inference import bootstrap_replicates, check_options, coefficient_row, summarize
 from causal_core.estimators.linear import (
     CONSTANT_TOL, arm_gram_sums, batched_solve, check_regressors, cluster_factor, gram_exprs, n_clusters,
-    recentring_shift, score_meat, small_sample_factor, unpack_gram,
+    recentring_shift, score_meat, score_squares, small_sample_factor, unpack_gram,
 )
 from causal_core.estimators.moment_batch import times
 from causal_core.moments.expr import Expr, Lit, col, linear
@@ -257,13 +257,13 @@ class OLS(Estimator):
             var, var_fixed, var_coef = (float(factor * np.sum((scores @ r) ** 2)) for r in rows)
         else:
             # Only three linear functionals of the stacked scores s = (x e, w (x - mu)) are
-            # reported, so the meat is taken of their projections l's — three row
-            # expressions instead of the (q + p)^2 / 2 entries of s s'.
+            # reported, so the pass sums the squares of their projections l's — three
+            # sums instead of the (q + p)^2 / 2 entries of s s'.
             rows = _functionals(c, a_inv, l_mu)
             proj = [_projected_score(r[:q], terms, resid, r[q:], mean_terms) for r in rows]
-            meat = score_meat(engine, proj, clustered=design.clustered)
+            squares = score_squares(engine, proj, clustered=design.clustered)
             factor = small_sample_factor(engine, n, q, clustered=design.clustered)
-            var, var_fixed, var_coef = (float(factor * meat[i, i]) for i in range(3))
+            var, var_fixed, var_coef = (float(factor * v) for v in squares)
         tss = g[y, y] - g[0, y] ** 2 / n
         ssr_gram = g[y, y] - beta @ g[reg, y]  # valid clustered too, where meat[0, 0] is not the SSR
         shift = dict(layout.shift)

@@ -11,22 +11,9 @@ from causal_core.errors import EstimationError
 from causal_core.estimators.propensity import fit_logistic
 from causal_core.moments import PandasMomentEngine
 from causal_core.moments.bootstrap import bucket_weights
+from tests.causal_core.counting import CountingEngine
 from tests.causal_core.propensity_reference import logit_fit
 from tests.causal_core.propensity_sims import simulate
-
-
-class CountingEngine(PandasMomentEngine):
-    """Counts engine passes, to check one pass per Newton iteration."""
-
-    calls = 0
-
-    def bucket_sums(self, exprs):
-        self.calls += 1
-        return super().bucket_sums(exprs)
-
-    def grouped_sums(self, exprs, key, levels):
-        self.calls += 1
-        return super().grouped_sums(exprs, key, levels)
 
 
 @pytest.fixture(scope="module")
