@@ -55,8 +55,7 @@ class _Layout:
     """
 
     design: Design
-    has_interactions: bool  # d:x columns are in the moments
-    use_interactions: bool  # ... and in the model
+    interactions: bool  # d:x columns are in the moments and the model
     shift: tuple[tuple[str, float], ...] = ()
 
     @property
@@ -70,13 +69,13 @@ class _Layout:
     @property
     def variables(self) -> list[Expr]:
         d, xs = self.term(self.design.treatment), [self.term(x) for x in self.design.covariates]
-        inter = [d * x for x in xs] if self.has_interactions else []
+        inter = [d * x for x in xs] if self.interactions else []
         return [Lit(1.0), d, *xs, *inter, self.term(self.design.outcome)]
 
     @property
     def regressors(self) -> np.ndarray:
         k = 2 + self.p
-        return np.arange(k + self.p) if self.use_interactions else np.arange(k)
+        return np.arange(k + self.p) if self.interactions else np.arange(k)
 
     @property
     def y(self) -> int:
@@ -92,7 +91,7 @@ class _Layout:
         """Gram index -> column for the columns a shift may move (not a binary treatment)."""
         out = {2 + j: x for j, x in enumerate(self.design.covariates)}
         out[self.y] = self.design.outcome
-        if not self.use_interactions:
+        if not self.interactions:
             out[1] = self.design.treatment
         return out
 
@@ -116,12 +115,12 @@ class _Layout:
         """
         mb, p = len(self.base), self.p
         g = unpack_gram(grouped, mb)  # (K, 3, mb, mb)
-        index = [0, 1, *range(2, 2 + p), *(range(2, 2 + p) if self.has_interactions else ()), mb - 1]
-        in_arm = np.array([False, False, *[False] * p, *[True] * (p if self.has_interactions else 0), False])
+        index = [0, 1, *range(2, 2 + p), *(range(2, 2 + p) if self.interactions else ()), mb - 1]
+        in_arm = np.array([False, False, *[False] * p, *[True] * (p if self.interactions else 0), False])
         rows, cols = np.triu_indices(len(index))
         index = np.asarray(index)
         out = np.zeros((grouped.shape[0], len(rows) + 1))
-        for level in ((0, 1) if self.has_interactions else (0, 1, 2)):
+        for level in ((0, 1) if self.interactions else (0, 1, 2)):
             scale = np.where(in_arm, float(level), 1.0)
             out[:, :-1] += g[:, level][:, index[rows], index[cols]] * (scale[rows] * scale[cols])
         out[:, -1] = grouped[:, 2, 0]
@@ -191,11 +190,11 @@ class OLS(Estimator):
             why = f"target {design.target.upper()}" if design.target != "ate" else "interactions=True"
             raise EstimationError(f"ols: {why} needs a binary 0/1 treatment; {design.label(d)!r} is not")
         use = bool(binary and self.interactions is not False and design.covariates)
-        return _Layout(design, has_interactions=use, use_interactions=use)
+        return _Layout(design, interactions=use)
 
     def fit(self, engine, design: Design) -> OLS:
         self._check(design)
-        layout = _Layout(design, has_interactions=False, use_interactions=False)
+        layout = _Layout(design, interactions=False)
         grouped = grouped_pass(engine, layout)
         layout = self._layout(design, grouped)
         moments = layout.assemble(grouped)
@@ -235,7 +234,7 @@ class OLS(Estimator):
         c[1] = 1.0
         mean_terms: list[Expr] = []
         l_mu = np.zeros(0)
-        if layout.use_interactions:
+        if layout.interactions:
             mu = target_means(g, design.target, p)
             c[2 + p:] = mu
             w = {"ate": Lit(1.0), "att": col(design.treatment),
@@ -243,7 +242,7 @@ class OLS(Estimator):
             n_target = {"ate": n, "att": g[0, 1], "atc": n - g[0, 1]}[design.target]
             mean_terms = [times(w, layout.term(x) - Lit(m)) for x, m in zip(design.covariates, mu)]
             l_mu = beta[2 + p:] / n_target
-        if self.cov_type == "nonrobust" and layout.use_interactions:
+        if self.cov_type == "nonrobust" and layout.interactions:
             raise EstimationError("ols: cov_type='nonrobust' needs interactions=False (the standardised "
                                   "effect's variance includes the covariate means)")
         if self.cov_type == "nonrobust":
@@ -252,7 +251,7 @@ class OLS(Estimator):
             var, var_fixed, var_coef = float(c @ v_beta @ c), float(c @ v_beta @ c), float(v_beta[1, 1])
         elif self.cov_type == "buckets":
             rows = _functionals(c, a_inv, l_mu)
-            scores, occupied = _bucket_scores(moments, layout, beta, mu if layout.use_interactions else None)
+            scores, occupied = _bucket_scores(moments, layout, beta, mu if layout.interactions else None)
             factor = cluster_factor(n, q, occupied)
             var, var_fixed, var_coef = (float(factor * np.sum((scores @ r) ** 2)) for r in rows)
         else:
@@ -270,14 +269,14 @@ class OLS(Estimator):
         diagnostics = {
             "n": int(round(n)), "r2": float(1.0 - ssr_gram / tss) if tss > 0 else float("nan"),
             "cov_type": "cluster" if design.clustered and self.cov_type != "buckets" else self.cov_type,
-            "interactions": layout.use_interactions, "regressors": layout.names(),
+            "interactions": layout.interactions, "regressors": layout.names(),
             "treatment_coef": coefficient_row(beta[1], float(np.sqrt(var_coef))),
             "se_fixed_covariates": float(np.sqrt(var_fixed)),
             "covariate_means": [float(m) + shift.get(x, 0.0) for m, x in zip(c[2 + p:], design.covariates)],
         }
         if design.clustered:
             diagnostics["n_clusters"] = n_clusters(engine)
-        if design.target != "ate" and not layout.use_interactions:
+        if design.target != "ate" and not layout.interactions:
             diagnostics["warnings"] = [f"the {design.target.upper()} without interactions assumes a "
                                        "constant treatment effect"]
         return {"se": float(np.sqrt(var)), "diagnostics": diagnostics}
@@ -331,7 +330,7 @@ def _statistic(layout: _Layout):
         g = unpack_gram(totals[:, :-1], m)
         beta = batched_solve(g[:, reg][:, :, reg], g[:, reg, y])
         effect = beta[:, 1]
-        if layout.use_interactions:
+        if layout.interactions:
             effect = effect + np.einsum("bj,bj->b", beta[:, 2 + p:], target_means(g, target, p))
         return effect
 

@@ -244,7 +244,7 @@ def test_thousand_bucket_replicates_take_milliseconds(sim):
     est = OLS(bootstrap=BootstrapOptions(replicates=1000)).fit(engine, sim.make_design())
     from causal_core.estimators.ols import _Layout, _statistic
 
-    layout = _Layout(sim.make_design(), True, True)
+    layout = _Layout(sim.make_design(), interactions=True)
     moments = engine.bucket_sums(layout.exprs())
     start = time.perf_counter()
     reps = bootstrap_replicates(engine, layout.exprs(), moments, _statistic(layout), BootstrapOptions(1000))
