@@ -13,7 +13,10 @@ K x m array and never a row. Moment arrays reach the driver only through
   long layout keeps one narrow ``groupBy(__bucket, position)`` whatever m is: m wide
   sums times 7 limb columns would pass the ~100 fields where Spark gives up whole-stage
   code generation (a Gram of 20 covariates is ~1000 moments).
-* passes are grouped by bucket, or by bucket and a small key (:meth:`grouped_sums`), and
+* passes are grouped by bucket, or by bucket and a small key (:meth:`grouped_sums`), or
+  not grouped at all (:meth:`totals`, :meth:`grouped_totals`: one ``agg`` over the
+  frame, whose running sums the generated code keeps in locals — about a third of the
+  per-expression cost of a grouped sum, measured on 10M cached rows); they are
   remembered per engine, so estimators sharing a frame compute a common pass once.
 """
 
@@ -26,7 +29,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from causal_core.errors import DataCheckError
-from causal_core.moments.engine import BUCKET, DEFAULT_BUCKETS, UNIT, triu_pairs
+from causal_core.moments.engine import BUCKET, DEFAULT_BUCKETS, UNIT, Totals, triu_pairs
 from causal_core.moments.expr import Compare, Expr, Lit
 from jobs.exact_sums import LIMBS, REST, combine_limbs, limb_aggregates, q, with_limbs, with_total
 from jobs.spark_compile import compile_expr, compile_sql, poisson_weight
@@ -232,6 +235,48 @@ class SparkMomentEngine:
         if out[:, -1].sum() > 0:
             raise ValueError(f"grouped sums: the key takes values outside [0, {levels})")
         return out[:, :-1].reshape(self._n, levels, len(exprs))
+
+    def totals(self, exprs: Sequence[Expr], extremes: Sequence[Expr] = ()) -> Totals:
+        key = ("totals", tuple(exprs), tuple(extremes))
+        if key not in self._memo:
+            self._memo[key] = self._totals(list(exprs), list(extremes))
+        sums, low, high = self._memo[key]
+        return Totals(sums.copy(), low.copy(), high.copy())
+
+    def _totals(self, exprs: list[Expr], extremes: list[Expr]) -> tuple[np.ndarray, ...]:
+        m, k = len(exprs), len(extremes)
+        if m == 0 and k == 0:
+            return np.zeros(0), np.zeros(0), np.zeros(0)
+        frame, cols = self._projected([*exprs, *extremes])
+        aggs = [] if self.exact else [F.sum(c) for c in cols[:m]]
+        aggs += [F.min(c) for c in cols[m:]] + [F.max(c) for c in cols[m:]]
+        row = frame.agg(*aggs).collect()[0] if aggs else ()
+        as_float = lambda v, empty: empty if v is None else float(v)  # noqa: E731 (no rows: null)
+        if self.exact:
+            long = frame.select(F.lit(0).alias(_GROUP), F.posexplode(F.array(*cols[:m])).alias(_POS, _VAL))
+            sums = self._dense(self._sum_long(long, [_GROUP, _POS]), 1, m, "totals")[0] if m else np.zeros(0)
+            rest = list(row)
+        else:
+            sums = np.array([as_float(v, 0.0) for v in row[:m]])
+            rest = list(row[m:])
+        low = np.array([as_float(v, np.inf) for v in rest[:k]])
+        high = np.array([as_float(v, -np.inf) for v in rest[k:]])
+        return sums, low, high
+
+    def grouped_totals(self, exprs: Sequence[Expr], key: Expr, levels: int) -> np.ndarray:
+        """Read off a remembered :meth:`grouped_sums` pass, or one ungrouped pass of
+        ``levels * m`` conditional sums."""
+        grouped = self._memo.get(("grouped", tuple(exprs), key, int(levels)))
+        if grouped is not None:
+            return grouped.sum(axis=0)
+        if not exprs:
+            return np.zeros((int(levels), 0))
+        bad = Compare("<", key, Lit(0.0)) + Compare(">=", key, Lit(float(levels))) + Compare("!=", key, key)
+        split = [Compare("==", key, Lit(float(level))) * e for level in range(int(levels)) for e in exprs]
+        sums = self.totals([*split, bad]).sums
+        if sums[-1] > 0:
+            raise ValueError(f"grouped sums: the key takes values outside [0, {levels})")
+        return sums[:-1].reshape(int(levels), len(exprs))
 
     def cluster_cross_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
         m = len(exprs)

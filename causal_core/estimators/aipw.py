@@ -15,7 +15,8 @@ It is consistent if either model is correct.
 
 Passes: the per-arm outcome Gram matrices ride on the first Newton pass of the
 propensity fit; one more pass after the fits gives ``sum S g``, ``sum S h``, the
-influence-function cross products and the Jacobian columns. The SE is the empirical
+influence-function cross products, the Jacobian columns and, per bucket, the propensity
+score and information at the fitted coefficients (for the bootstrap's one-step refit). The SE is the empirical
 variance of the estimated influence function ``psi = S (g - tau h) / mean(S h)``
 (Tsiatis 2006, sec. 13.5; Kennedy 2016): since ``g`` is linear in a few per-row columns
 once ``b`` and ``gamma`` are known, ``sum psi^2`` needs only ``sum g^2, sum g h, sum h^2``.
@@ -35,12 +36,11 @@ from causal_core.estimators.base import Design, register
 from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
 from causal_core.estimators.linear import batched_solve, check_regressors, gram_exprs, score_meat, unpack_gram
 from causal_core.estimators.moment_batch import MomentBatch, times
+from causal_core.estimators.ipw import ARM_NAMES, ARMS
 from causal_core.estimators.propensity import LogisticFit, fit_logistic, logistic_terms
 from causal_core.estimators.weighting import PropensityEstimator, PropensityWarning, PropensityWeights, overlap_warnings
 from causal_core.moments.expr import Expr, col, linear, lit
 
-ARMS = (1, 0)
-ARM_NAMES = {1: "treated", 0: "control"}
 
 
 def outcome_gram_exprs(design: Design) -> dict[int, list[Expr]]:
@@ -82,6 +82,7 @@ def _if_batch(design: Design, fit: LogisticFit, pw: PropensityWeights, gamma: di
     g = times(pw.keep, times(pw.h, m1 - m0) + times(times(a1, pw.w1), r1) - times(times(a0, pw.w0), r0))
     h = times(pw.keep, pw.h)
     batch = MomentBatch()
+    batch.add("scores", fit.score_exprs())  # the bootstrap's one-step propensity refit
     batch.add("g", g)
     batch.add("h", h)
     c1 = times(pw.keep, pw.h - times(d, pw.w1))
@@ -102,7 +103,7 @@ def _if_batch(design: Design, fit: LogisticFit, pw: PropensityWeights, gamma: di
 def aipw_statistic(fit: LogisticFit, gamma: dict[int, np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
     """Replicate totals ``(scores | gram1 | gram0 | g | h | jac)`` -> tau: exact outcome
     refits, one-step propensity refit, first-order move of ``sum S g`` in (gamma, b)."""
-    p, ns = fit.p, fit.bucket_scores.shape[1]
+    p, ns = fit.p, fit.n_scores
     ng = (p + 1) * (p + 2) // 2
     base = np.r_[gamma[1], gamma[0], fit.coef]
 
@@ -134,7 +135,7 @@ class AIPW(PropensityEstimator):
         check_options(self.bootstrap, self.ci_method, self.level)
         grams = outcome_gram_exprs(design)
         fit = fit_logistic(engine, design.treatment, design.covariates, max_iter=self.max_iter, tol=self.tol,
-                           label=design.label, outcome=design.outcome)
+                           label=design.label, outcome=design.outcome, first_by_bucket=True)
         gamma = _fit_outcomes(fit, design)
         pw = PropensityWeights.build(fit, design.target, trim=self.trim, clip=self.clip)
         batch, if_exprs = _if_batch(design, fit, pw, gamma, self.near_bound)
@@ -146,9 +147,9 @@ class AIPW(PropensityEstimator):
         tau = sg / sh
         var = (cross[0, 0] - 2 * tau * cross[0, 1] + tau * tau * cross[1, 1]) / sh ** 2
         reps = bootstrap_replicates(
-            engine, [*fit.score_exprs, *grams[1], *grams[0], *batch.exprs("g"), *batch.exprs("h"),
+            engine, [*batch.exprs("scores"), *grams[1], *grams[0], *batch.exprs("g"), *batch.exprs("h"),
                      *batch.exprs("jac")],
-            np.hstack([fit.bucket_scores, fit.arm_gram(1, buckets=True), fit.arm_gram(0, buckets=True),
+            np.hstack([sums.buckets("scores"), fit.arm_gram(1, buckets=True), fit.arm_gram(0, buckets=True),
                        sums.buckets("g"), sums.buckets("h"), sums.buckets("jac")]),
             aipw_statistic(fit, gamma), self.bootstrap)
         self.propensity_, self.outcome_coefficients_ = fit, gamma

@@ -5,28 +5,32 @@ eq. 3 "IPW2") for arm weights ``w1, w0`` of the target (:mod:`weighting`):
 
     mu1 = sum d S w1 y / sum d S w1,   mu0 = sum (1-d) S w0 y / sum (1-d) S w0,   tau = mu1 - mu0
 
-with ``S`` the trimming indicator. Everything is a per-bucket sum at the fitted
-propensity coefficients ``b``, computed in one pass after the logistic fit:
+with ``S`` the trimming indicator. After the logistic fit (Newton passes of totals),
+two passes at the fitted propensity coefficients ``b``:
 
-* the four totals ``T = (sum d S w1, sum d S w1 y, sum (1-d) S w0, sum (1-d) S w0 y)``;
-* their Jacobians ``dT/db`` (per bucket), which are the bread of the sandwich and the
-  linearization of the bootstrap;
-* on the next pass (the one that refines the propensity range), ``sum (v' c)^2`` for
-  the per-row base vector
-  ``c = (d S w1, d S w1 y, (1-d) S w0, (1-d) S w0 y, (d - e) x)``: every stacked
-  estimating function is linear in ``c`` given ``(mu1, mu0)``, so the influence function
-  of the effect is ``v' c`` with ``v`` from the totals and Jacobians (a one-sum pass).
+* one ungrouped pass (``engine.totals``): the four totals
+  ``T = (sum d S w1, sum d S w1 y, sum (1-d) S w0, sum (1-d) S w0 y)``, their Jacobians
+  ``dT/db`` (the bread of the sandwich), the balance and overlap counts, and the exact
+  propensity range per arm (minimum and maximum of ``x'b``);
+* one pass per bucket of five row expressions. With the per-row base vector
+  ``c = (d S w1, d S w1 y, (1-d) S w0, (1-d) S w0 y, s)``, ``s = (d - e) x`` the score:
+  ``c_k + J_k H^-1 s`` (k = 1..4), the totals moved along their Jacobian ``J`` by the
+  one-step propensity refit ``H^-1 sum s`` (``H`` the information), for the bootstrap;
+  and ``psi^2`` for the influence function of the effect ``psi = v' c`` — every stacked
+  estimating function is linear in ``c`` given ``(mu1, mu0)``, so ``v`` comes from the
+  totals, Jacobians and information.
 
 The SE is the M-estimation sandwich of the stacked equations ``(psi_1, psi_0, score of
-b)``, which accounts for estimating the propensity (Lunceford & Davidian 2004, sec. 3.2
-and appendix; Stefanski & Boos 2002). The bucket bootstrap refits ``b`` by a one-step
-Newton update and moves ``T`` along its per-bucket Jacobian.
+b)``, ``sqrt(sum psi^2)``, which accounts for estimating the propensity (Lunceford &
+Davidian 2004, sec. 3.2 and appendix; Stefanski & Boos 2002). The bucket bootstrap
+refits ``b`` by a one-step Newton update with the full-data information (Hu &
+Kalbfleisch 2000), moves ``T`` along its Jacobian and takes the ratios exactly: four
+sums per bucket.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 
@@ -35,12 +39,13 @@ from causal_core.estimators.inference import bootstrap_replicates, check_options
 from causal_core.estimators.linear import score_meat, unpack_gram
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
 from causal_core.estimators.propensity import LogisticFit, fit_logistic
-from causal_core.estimators.score_quantiles import COARSE_PROBS, QuantileRequest, coarse_cdf, refine_quantiles
+from causal_core.estimators.score_quantiles import COARSE_PROBS, coarse_cdf
 from causal_core.estimators.weighting import (PropensityEstimator, PropensityWarning, PropensityWeights, kish_ess,
                                               overlap_warnings, standardized_differences)
 from causal_core.moments.expr import Expr, col, linear, lit, sigmoid
 
 ARMS = (1, 0)
+ARM_NAMES = {1: "treated", 0: "control"}
 
 
 def _base_exprs(design: Design, fit: LogisticFit, pw: PropensityWeights) -> tuple[list[Expr], list[Expr]]:
@@ -104,17 +109,17 @@ def hajek_influence(t: np.ndarray, jac: np.ndarray, hess: np.ndarray) -> np.ndar
     return el.T @ ginv_a
 
 
-def hajek_statistic(fit: LogisticFit) -> Callable[[np.ndarray], np.ndarray]:
-    """Replicate totals ``(scores | T | dT/db)`` -> mu1 - mu0: the one-step coefficient
-    shift moves T along its Jacobian (a first-order expansion of T(b*) around b)."""
-    ns, p = fit.bucket_scores.shape[1], fit.p
+def _moved_totals(jac: np.ndarray, hess: np.ndarray, base: list[Expr]) -> list[Expr]:
+    """Row expressions whose reweighted sums are the totals T at the replicate's one-step
+    propensity refit: ``c_k + J_k H^-1 s_i`` with ``s_i = (d - e) x`` the row's score, since
+    the refit moves b by ``H^-1 sum w s`` and T by its Jacobian ``J`` times that."""
+    a = np.linalg.solve(hess, jac.T).T  # (4, p): J H^-1
+    return [base[k] + linear(a[k], base[4:]) for k in range(4)]
 
-    def statistic(totals: np.ndarray) -> np.ndarray:
-        shift = fit.shifts_from_totals(totals[:, :ns])
-        tr = totals[:, ns:ns + 4] + np.einsum("bmp,bp->bm", totals[:, ns + 4:].reshape(-1, 4, p), shift)
-        return tr[:, 1] / tr[:, 0] - tr[:, 3] / tr[:, 2]
 
-    return statistic
+def _hajek_effect(totals: np.ndarray) -> np.ndarray:
+    """``(B, 4)`` totals T -> mu1 - mu0, the ratios taken exactly."""
+    return totals[:, 1] / totals[:, 0] - totals[:, 3] / totals[:, 2]
 
 
 def arm_moments(fit: LogisticFit) -> dict[int, tuple[float, np.ndarray, np.ndarray]]:
@@ -127,18 +132,24 @@ def arm_moments(fit: LogisticFit) -> dict[int, tuple[float, np.ndarray, np.ndarr
     return out
 
 
-def _arm_range(engine, pw: PropensityWeights, treatment: str, sums: BucketMoments,
-               n_arm: dict[int, float], extra: list[Expr]) -> tuple[dict[str, list[float]], np.ndarray]:
-    """The propensity range per arm: outer bounds, 1/16 of a propensity band apart (one
-    pass, which also sums ``extra``)."""
-    reqs = []
+BEYOND = 1e300  # stands for "no row of this arm" in the min / max of eta
+
+
+def _arm_eta_extremes(pw: PropensityWeights, treatment: str) -> list[Expr]:
+    """Per arm, ``eta`` on the arm's rows and +BEYOND elsewhere (its minimum is the arm's
+    smallest ``eta``), then ``eta`` on the arm's rows and -BEYOND elsewhere (its maximum)."""
+    out = []
     for a in ARMS:
-        n, counts = n_arm[a], sums.total_vector(f"cdf{a}")
         arm = pw.arm(treatment, a)
-        reqs += [QuantileRequest(arm, n, counts, 0.0), QuantileRequest(arm, n, counts, 1.0)]
-    b, totals = refine_quantiles(engine, pw.eta, reqs, extra)
+        off = lit(1.0) - arm
+        out += [arm * pw.eta + off * lit(BEYOND), arm * pw.eta - off * lit(BEYOND)]
+    return out
+
+
+def _propensity_range(low: np.ndarray, high: np.ndarray) -> dict[str, list[float]]:
+    """The exact fitted propensity range per arm, from :func:`_arm_eta_extremes`."""
     sig = lambda v: float(1.0 / (1.0 + np.exp(-v)))  # noqa: E731
-    return {"treated": [sig(b[0][0]), sig(b[1][1])], "control": [sig(b[2][0]), sig(b[3][1])]}, totals
+    return {ARM_NAMES[a]: [sig(low[2 * i]), sig(high[2 * i + 1])] for i, a in enumerate(ARMS)}
 
 
 def _histogram(sums: BucketMoments, n_arm: dict[int, float]) -> dict:
@@ -151,10 +162,9 @@ def _histogram(sums: BucketMoments, n_arm: dict[int, float]) -> dict:
     return out
 
 
-def weighting_diagnostics(engine, design: Design, fit: LogisticFit, pw: PropensityWeights,
-                          sums: BucketMoments, near_bound: float, extra: list[Expr]) -> tuple[dict, np.ndarray]:
-    """ESS, propensity ranges, trimmed/clipped counts, balance and warnings; and the totals
-    of ``extra`` expressions, summed on the propensity-range pass."""
+def weighting_diagnostics(design: Design, fit: LogisticFit, sums: BucketMoments, near_bound: float,
+                          prange: dict[str, list[float]]) -> dict:
+    """ESS, trimmed/clipped counts, balance and warnings from the main pass's totals."""
     tot = lambda name: np.array([np.atleast_1d(sums.total_vector(f"{name}{a}")) for a in ARMS])  # noqa: E731
     arms = arm_moments(fit)
     n_arm = {a: arms[a][0] for a in ARMS}
@@ -168,7 +178,6 @@ def weighting_diagnostics(engine, design: Design, fit: LogisticFit, pw: Propensi
     warns = overlap_warnings(float(near.sum()), float(n.sum()), near_bound, max_after)
     for w in warns:
         warnings.warn(w, PropensityWarning, stacklevel=3)
-    prange, totals = _arm_range(engine, pw, design.treatment, sums, n_arm, extra)
     return {
         "propensity_coefficients": dict(zip(fit.names, map(float, fit.coef))),
         "propensity_iterations": fit.n_iter,
@@ -182,7 +191,7 @@ def weighting_diagnostics(engine, design: Design, fit: LogisticFit, pw: Propensi
         "smd_before": dict(zip(map(design.label, design.covariates), map(float, before))),
         "smd_after": dict(zip(map(design.label, design.covariates), map(float, after))),
         "max_abs_smd_after": max_after, "warnings": warns,
-    }, totals
+    }
 
 
 @register
@@ -206,23 +215,24 @@ class IPW(PropensityEstimator):
                            max_iter=self.max_iter, tol=self.tol, label=design.label)
         pw = PropensityWeights.build(fit, design.target, trim=self.trim, clip=self.clip)
         batch = _main_batch(design, fit, pw, self.near_bound)
-        sums = batch.run(engine)
+        sums, low, high = batch.run_totals(engine, _arm_eta_extremes(pw, design.treatment))
         t, jac = sums.total_vector("t"), sums.total_vector("jac").reshape(4, fit.p)
-        v = hajek_influence(t, jac, fit.hessian)
-        psi = linear(v, _base_exprs(design, fit, pw)[1])
-        # sum psi^2 rides on the propensity-range pass; clustered, it needs per-unit sums
-        diag, psi2 = weighting_diagnostics(engine, design, fit, pw, sums, self.near_bound,
-                                           [] if design.clustered else [psi * psi])
-        if design.clustered:
-            psi2 = score_meat(engine, [psi], clustered=True)[0]
-        se = float(np.sqrt(max(psi2[0], 0.0)))
-        reps = bootstrap_replicates(
-            engine, [*fit.score_exprs, *batch.exprs("t"), *batch.exprs("jac")],
-            np.hstack([fit.bucket_scores, sums.buckets("t"), sums.buckets("jac")]),
-            hajek_statistic(fit), self.bootstrap)
+        estimate = t[1] / t[0] - t[3] / t[2]
+        base = _base_exprs(design, fit, pw)[1]
+        psi = linear(hajek_influence(t, jac, fit.hessian), base)
+        moved = _moved_totals(jac, fit.hessian, base)
+        if design.clustered:  # sum psi^2 needs per-unit sums
+            per_bucket = engine.bucket_sums(moved)
+            psi2 = score_meat(engine, [psi], clustered=True)[0, 0]
+        else:
+            per_bucket = engine.bucket_sums([*moved, psi * psi])
+            psi2 = per_bucket[:, 4].sum()
+        se = float(np.sqrt(max(psi2, 0.0)))
+        reps = bootstrap_replicates(engine, moved, per_bucket[:, :4], _hajek_effect, self.bootstrap)
+        diag = weighting_diagnostics(design, fit, sums, self.near_bound, _propensity_range(low, high))
         diag.update(trim=self.trim, clip=self.clip, weights="hajek")
         self.propensity_ = fit
-        self.result_ = summarize(self.name, design, estimate=t[1] / t[0] - t[3] / t[2], analytic_se=se,
+        self.result_ = summarize(self.name, design, estimate=estimate, analytic_se=se,
                                  n=int(round(sum(sums.total(f"kept{a}") for a in ARMS))), replicates=reps,
                                  bootstrap=self.bootstrap, ci_method=self.ci_method, level=self.level,
                                  diagnostics=diag)

@@ -213,6 +213,12 @@ def arm_gram_sums(engine, terms: Sequence[Expr], treatment: str) -> np.ndarray:
     return engine.grouped_sums(gram_exprs(terms), arm_key(col(treatment)), ARM_LEVELS)
 
 
+def arm_gram_totals(engine, terms: Sequence[Expr], treatment: str) -> np.ndarray:
+    """``(3, m(m+1)/2)``: :func:`arm_gram_sums` summed over buckets — read off that pass
+    when an estimator sharing the engine made it, else one ungrouped pass."""
+    return engine.grouped_totals(gram_exprs(terms), arm_key(col(treatment)), ARM_LEVELS)
+
+
 def sandwich(bread_inv: np.ndarray, meat: np.ndarray) -> np.ndarray:
     """``A^-1 B A^-T`` (Huber 1967; White 1980)."""
     return bread_inv @ meat @ np.swapaxes(bread_inv, -1, -2)
@@ -237,11 +243,11 @@ def cluster_factor(n: float, k: int, g: int) -> float:
 
 def score_meat(engine, scores: Sequence[Expr], *, clustered: bool) -> np.ndarray:
     """``(r, r)`` meat ``sum s s'`` of row scores, summed per unit when ``clustered``
-    (Liang & Zeger 1986; Arellano 1987). Row-wise it is one ``bucket_sums`` pass over the
+    (Liang & Zeger 1986; Arellano 1987). Row-wise it is one ``totals`` pass over the
     products; clustered it is the engine's ``cluster_cross_sums``."""
     r = len(scores)
-    flat = engine.cluster_cross_sums(scores) if clustered else engine.bucket_sums(gram_exprs(scores))
-    return unpack_gram(flat.sum(axis=0), r)
+    flat = engine.cluster_cross_sums(scores).sum(axis=0) if clustered else engine.totals(gram_exprs(scores)).sums
+    return unpack_gram(flat, r)
 
 
 def score_squares(engine, scores: Sequence[Expr], *, clustered: bool) -> np.ndarray:
@@ -250,7 +256,7 @@ def score_squares(engine, scores: Sequence[Expr], *, clustered: bool) -> np.ndar
     r(r+1)/2 when rows are the units."""
     if clustered:
         return np.diag(score_meat(engine, scores, clustered=True)).copy()
-    return engine.bucket_sums([s * s for s in scores]).sum(axis=0)
+    return engine.totals([s * s for s in scores]).sums
 
 
 def n_clusters(engine) -> int:

@@ -1,7 +1,7 @@
 """Named moment columns for one engine pass.
 
 Estimators ask for many per-bucket sums in a single ``engine.bucket_sums`` call (a pass
-over the data, DESIGN.md "The engine"). :class:`MomentBatch` collects the expressions
+over the data, DESIGN.md "The engine"), or for many totals in one ``engine.totals`` call. :class:`MomentBatch` collects the expressions
 under names, runs the pass, and hands back a :class:`BucketMoments` whose blocks are read
 by name, so the estimator code says ``m.total("t1")`` instead of tracking column offsets.
 """
@@ -56,6 +56,13 @@ class MomentBatch:
     def run(self, engine) -> BucketMoments:
         """One ``engine.bucket_sums`` call for every expression of the batch."""
         return BucketMoments(np.asarray(engine.bucket_sums(self._exprs), dtype=np.float64), dict(self._blocks))
+
+    def run_totals(self, engine, extremes: Sequence[Expr] = ()) -> tuple[BucketMoments, np.ndarray, np.ndarray]:
+        """One ``engine.totals`` call: the sums as a single-row :class:`BucketMoments`
+        (read with ``total``/``total_vector``; no per-bucket blocks), and the minimum and
+        maximum of each ``extremes`` expression."""
+        out = engine.totals(self._exprs, extremes)
+        return BucketMoments(np.asarray(out.sums, dtype=np.float64)[None, :], dict(self._blocks)), out.low, out.high
 
 
 class BucketMoments:

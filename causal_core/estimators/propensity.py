@@ -1,14 +1,16 @@
 """Logistic propensity model fitted by distributed Newton-Raphson (IRLS) on moments.
 
-Each Newton iteration is ONE ``engine.bucket_sums`` pass computing, per bucket, the score
+Each Newton iteration is ONE ``engine.totals`` pass computing the score
 ``sum (d - sigma(x'b)) x`` and the information ``sum sigma(1 - sigma) x x'`` at the
 current ``b`` (which enters the expressions as literals through :func:`linear`); the
 driver solves the p x p system (McCullagh & Nelder 1989, sec. 4.4; Agresti 2013, sec.
-5.4). The fit keeps the last per-bucket score and information arrays so the bootstrap
-can refit every replicate by a one-step Newton update
-``b*_r = b + H_r^{-1} g_r``, ``H_r = sum_k w_rk H_k``, ``g_r = sum_k w_rk g_k``
+5.4). Newton steps need totals only, never per-bucket sums. An estimator whose bootstrap
+refits the propensity adds :meth:`LogisticFit.score_exprs` (score and information at the
+fitted ``coef``) to its own per-bucket pass and refits every replicate by a one-step
+Newton update ``b*_r = b + H_r^{-1} g_r``, ``H_r = sum_k w_rk H_k``, ``g_r = sum_k w_rk g_k``
 (the one-step estimator, Lehmann & Casella 1998, sec. 6.4; used for the weighted
-bootstrap of M-estimators by Hu & Kalbfleisch 2000), at microseconds per replicate.
+bootstrap of M-estimators by Hu & Kalbfleisch 2000), at microseconds per replicate;
+``ipw`` uses the influence function instead.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from causal_core.errors import EstimationError
-from causal_core.estimators.linear import arm_gram_sums, batched_solve, check_regressors, unpack_gram
+from causal_core.estimators.linear import arm_gram_sums, arm_gram_totals, batched_solve, check_regressors, unpack_gram
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
 from causal_core.moments.engine import unpack_symmetric
 from causal_core.moments.expr import Expr, absolute, col, exp, linear, lit, log, sigmoid
@@ -34,12 +36,11 @@ class LogisticFit:
     """A fitted logistic propensity model ``P(d = 1 | x) = sigma(x'coef)``.
 
     ``covariates`` are frame columns, ``names`` their labels (``intercept`` first).
-    ``bucket_scores`` (K, p + p(p+1)/2) holds, per bucket, the score and the upper
-    triangle of the information at ``eval_coef`` — the last point where they were
-    computed, within the tolerance of ``coef`` — and ``score_exprs`` the expressions that
-    produced them (for the exact row-level bootstrap). ``first`` holds the per-bucket,
-    per-arm (control, treated) Gram matrices of ``(1, x[, y])`` from the first,
-    coefficient-free pass; :meth:`arm_gram` reads them.
+    ``hessian`` is the information ``sum e (1 - e) x x'`` at ``eval_coef``, the last
+    Newton point (within the tolerance of ``coef``). ``first`` holds the per-arm
+    (control, treated) Gram matrices of ``(1, x[, y])`` from the first, coefficient-free
+    pass, per bucket ``(K, 2, q, q)`` when the fit was asked for them
+    (``first_by_bucket``), else summed ``(1, 2, q, q)``; :meth:`arm_gram` reads them.
     """
 
     treatment: str
@@ -47,17 +48,19 @@ class LogisticFit:
     names: tuple[str, ...]
     coef: np.ndarray
     eval_coef: np.ndarray
-    bucket_scores: np.ndarray
-    score_exprs: tuple[Expr, ...]
+    hessian: np.ndarray
     n: int
     n_treated: int
     n_iter: int
     first: np.ndarray | None = field(default=None, repr=False)
     start: str = "discriminant"  # or "zero-step" when the discriminant start was rejected
+    first_by_bucket: bool = False
 
     def arm_gram(self, arm: int, buckets: bool = False) -> np.ndarray:
         """Upper-triangle Gram sums of ``(1, x[, y])`` over the rows of ``arm`` (1 treated,
         0 control): totals ``(m,)``, or per bucket ``(K, m)`` with ``buckets``."""
+        if buckets and not self.first_by_bucket:
+            raise ValueError("arm_gram(buckets=True) needs fit_logistic(..., first_by_bucket=True)")
         g = self.first[:, arm]
         rows, cols = np.triu_indices(g.shape[-1])
         flat = g[:, rows, cols]
@@ -78,31 +81,24 @@ class LogisticFit:
     def propensity(self) -> Expr:
         return sigmoid(self.eta())
 
-    @property
-    def bucket_grad(self) -> np.ndarray:
-        return self.bucket_scores[:, : self.p]
+    def score_exprs(self) -> list[Expr]:
+        """The score ``(d - e) x`` (p) and the upper triangle of the information
+        ``e (1 - e) x x'`` (p(p+1)/2) at ``coef``, as row expressions: summed per bucket
+        by an estimator's own pass, they feed :meth:`shifts_from_totals`."""
+        return _iteration_batch(self.treatment, self.terms, self.coef).exprs()[:self.n_scores]
 
     @property
-    def bucket_hess(self) -> np.ndarray:
-        return unpack_symmetric(self.bucket_scores[:, self.p:], self.p)
-
-    @property
-    def hessian(self) -> np.ndarray:
-        """The information sum_i e_i (1 - e_i) x_i x_i' at ``eval_coef``."""
-        return unpack_symmetric(self.bucket_scores[:, self.p:].sum(axis=0), self.p)
+    def n_scores(self) -> int:
+        return self.p + self.p * (self.p + 1) // 2
 
     def shifts_from_totals(self, totals: np.ndarray) -> np.ndarray:
-        """(B, p) one-step shifts ``b*_r - coef`` from (B, p + p(p+1)/2) replicate totals
-        of ``score_exprs`` (reweighted buckets, or row-level Poisson sums).
+        """(B, p) one-step shifts ``b*_r - coef`` from (B, n_scores) replicate totals of
+        :meth:`score_exprs` (reweighted buckets, or row-level Poisson sums).
 
         Replicates whose weighted information is singular come back as NaN rows.
         """
         g, h = totals[:, : self.p], unpack_symmetric(totals[:, self.p:], self.p)
-        return self.eval_coef + batched_solve(h, g) - self.coef
-
-    def coef_shifts(self, weights: np.ndarray) -> np.ndarray:
-        """(B, p) one-step shifts for (B, K) bucket weights."""
-        return self.shifts_from_totals(weights @ self.bucket_scores)
+        return batched_solve(h, g)
 
 
 def logistic_terms(covariates: Sequence[str]) -> tuple[Expr, ...]:
@@ -122,12 +118,15 @@ def _iteration_batch(treatment: str, terms: Sequence[Expr], b: np.ndarray) -> Mo
     return batch
 
 
-def _first_pass(engine, treatment: str, terms: Sequence[Expr], outcome: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """Rows per arm (control, treated, other) and the per-bucket, per-arm Gram matrices of
-    ``(1, x[, y])`` ``(K, 3, q, q)``, from the arm-Gram pass over ``(1, d, x[, y])`` that
-    OLS opens with too (one pass when they share an engine)."""
+def _first_pass(engine, treatment: str, terms: Sequence[Expr], outcome: str | None,
+                by_bucket: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Rows per arm (control, treated, other) and the per-arm Gram matrices of
+    ``(1, x[, y])``, per bucket ``(K, 3, q, q)`` or summed ``(1, 3, q, q)``, from the
+    arm-Gram of ``(1, d, x[, y])`` that OLS opens with too (read off OLS's pass when they
+    share an engine)."""
     base = [terms[0], col(treatment), *terms[1:], *([col(outcome)] if outcome is not None else [])]
-    grams = unpack_gram(arm_gram_sums(engine, base, treatment), len(base))
+    flat = arm_gram_sums(engine, base, treatment) if by_bucket else arm_gram_totals(engine, base, treatment)[None]
+    grams = unpack_gram(flat, len(base))
     keep = [0, *range(2, len(base))]  # drop d: constant within an arm
     return grams[:, :, 0, 0].sum(axis=0), grams[:, :, keep][:, :, :, keep]
 
@@ -181,7 +180,7 @@ def _starts(xx: np.ndarray, dxx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_logistic(engine, treatment: str, covariates: Sequence[str], *,
                  outcome: str | None = None, max_iter: int = 50, tol: float = 1e-10,
-                 label: Callable[[str], str] = str) -> LogisticFit:
+                 label: Callable[[str], str] = str, first_by_bucket: bool = False) -> LogisticFit:
     """Fit ``P(treatment = 1 | covariates)`` by Newton-Raphson, one engine pass per iteration.
 
     A first, coefficient-free pass checks the data and gives the starting point (see
@@ -191,13 +190,14 @@ def fit_logistic(engine, treatment: str, covariates: Sequence[str], *,
     quasi-complete separation (fitted propensities reaching 0 or 1; Albert & Anderson
     1984), or non-convergence. With ``outcome`` the first pass's Gram matrices include it
     (the per-arm outcome regressions of AIPW ride along). ``label`` maps frame columns
-    to the names errors should use.
+    to the names errors should use; ``first_by_bucket`` keeps the first pass's arm Grams
+    per bucket (AIPW's bootstrap refits the outcome models from them).
     """
     covariates = tuple(covariates)
     terms = logistic_terms(covariates)
     names = (INTERCEPT, *(label(c) for c in covariates))
     p = len(terms)
-    counts, first = _first_pass(engine, treatment, terms, outcome)
+    counts, first = _first_pass(engine, treatment, terms, outcome, first_by_bucket)
     arms = first.sum(axis=0)[:, :p, :p]  # (3, p, p): control, treated, other
     n, n_treated = _first_pass_checks(label(treatment), names, counts, arms.sum(axis=0))
     first = first[:, :2]
@@ -208,7 +208,7 @@ def fit_logistic(engine, treatment: str, covariates: Sequence[str], *,
         batch = _iteration_batch(treatment, terms, b)
         if it == 1:
             batch.add("loglik", _loglik(treatment, linear(b, terms)))
-        sums = batch.run(engine)
+        sums = batch.run_totals(engine)[0]
         if it == 1 and fallback is not b and not sums.total("loglik") >= null_loglik:
             b, start = fallback, "zero-step"  # fits worse than the intercept-only model
             continue
@@ -217,11 +217,9 @@ def fit_logistic(engine, treatment: str, covariates: Sequence[str], *,
         step = _newton_step(sums, b, names, p, check_extreme=it > 1)
         b_eval, b = b, b + step
         if np.max(np.abs(step)) <= tol * max(1.0, float(np.max(np.abs(b)))):
-            scores = ("grad", "hess")
             return LogisticFit(treatment=treatment, covariates=covariates, names=names, coef=b, eval_coef=b_eval,
-                               bucket_scores=np.hstack([sums.buckets(k) for k in scores]),
-                               score_exprs=tuple(e for k in scores for e in batch.exprs(k)),
-                               n=n, n_treated=n_treated, n_iter=it, first=first, start=start)
+                               hessian=sums.symmetric("hess", p), n=n, n_treated=n_treated, n_iter=it, first=first,
+                               start=start, first_by_bucket=first_by_bucket)
     raise EstimationError(
         f"the propensity model for {label(treatment)!r} did not converge in {max_iter} Newton iterations "
         f"(coefficients {_describe(names, b)}); large coefficients point to separation")

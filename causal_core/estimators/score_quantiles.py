@@ -79,7 +79,7 @@ def _refine(engine, eta: Expr, requests: Sequence[QuantileRequest],
         fine = lo + (hi - lo) * np.arange(1, FINE_STEPS) / FINE_STEPS
         batch.add(f"q{i}", [times(lit(1.0) if r.weight is None else r.weight, eta.le(float(t))) for t in fine])
         plans.append((np.concatenate(([lo], fine, [hi])), np.array([c_lo, c_hi]), i))
-    sums = batch.run(engine) if len(batch) else None
+    sums = batch.run_totals(engine)[0] if len(batch) else None
     out = []
     for r, (grid, ends, i) in zip(requests, plans):
         if i is None:
@@ -109,7 +109,7 @@ def eta_quantiles(engine, eta: Expr, probs: Sequence[float], weight: Expr | None
     batch = MomentBatch()
     batch.add("total", lit(1.0) if weight is None else weight)
     batch.add("cdf", coarse_cdf(eta, weight))
-    sums = batch.run(engine)
+    sums = batch.run_totals(engine)[0]
     total, counts = sums.total("total"), sums.total_vector("cdf")
     out = []
     found, _ = _refine(engine, eta, [QuantileRequest(weight, total, counts, p) for p in probs])

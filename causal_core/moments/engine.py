@@ -1,13 +1,20 @@
 """The engine contract: per-bucket sums of row expressions.
 
 An engine holds one prepared frame (numeric model columns, a bucket column and
-optionally a unit column) and answers two questions, each with a small K x m array:
+optionally a unit column) and answers a few questions, each with a small K x m array:
 
 * :meth:`MomentEngine.bucket_sums` — for each bucket k, the sum over its rows of each
   expression (X'X entries, X'y, counts...);
 * :meth:`MomentEngine.grouped_sums` — the same, split by a small discrete key (a
   treatment arm): a K x L x m array. Sums over a binary arm need the products of the
   other variables only, where one ungrouped pass needs them times the arm as well;
+* :meth:`MomentEngine.totals` — sums over all rows (an m-vector), with the minimum and
+  maximum of other expressions: what a pass needs when no bootstrap reads it (Newton
+  steps, diagnostics, sandwich meats). A global aggregation keeps its running sums in
+  registers where a grouped one updates a hash-map row per field, so in Spark it is
+  several times cheaper per expression than :meth:`bucket_sums`;
+* :meth:`MomentEngine.grouped_totals` — the arm-split totals of :meth:`grouped_sums`
+  (an L x m array), read off that pass when it was made already;
 * :meth:`MomentEngine.cluster_cross_sums` — for each bucket k, the sum over the units u
   in it of s_u s_u' where s_u sums the expressions over u's rows (the "meat" of a
   cluster-robust variance; Cameron & Miller 2015, eq. 11);
@@ -22,6 +29,7 @@ engine (``jobs.spark_engine``) must return the same arrays for the same bucket c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -47,6 +55,16 @@ class MomentEngine(Protocol):
         row expression taking integer values in [0, levels)), the sums of ``exprs``."""
         ...
 
+    def totals(self, exprs: Sequence[Expr], extremes: Sequence[Expr] = ()) -> Totals:
+        """Sums of ``exprs`` over all rows, and the minimum and maximum over all rows of
+        each ``extremes`` expression (+inf / -inf when there are no rows)."""
+        ...
+
+    def grouped_totals(self, exprs: Sequence[Expr], key: Expr, levels: int) -> np.ndarray:
+        """A (levels, len(exprs)) array: ``grouped_sums(exprs, key, levels)`` summed over
+        buckets."""
+        ...
+
     def cluster_cross_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
         """A (n_buckets, m*(m+1)//2) array: per bucket, sum over units of the upper
         triangle (row-major, i <= j) of s_u s_u', s_u = per-unit sums of ``exprs``."""
@@ -62,6 +80,15 @@ class MomentEngine(Protocol):
         for each expression e — the exact row-level Poisson bootstrap, B replicates in
         one pass (Hanley & MacGibbon 2006)."""
         ...
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What :meth:`MomentEngine.totals` returns: ``sums`` (m,), ``low`` and ``high`` (k,)."""
+
+    sums: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
 
 
 def check_levels(values: np.ndarray, levels: int) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from causal_core.moments.engine import BUCKET, DEFAULT_BUCKETS, UNIT, check_levels, triu_pairs
+from causal_core.moments.engine import BUCKET, DEFAULT_BUCKETS, UNIT, Totals, check_levels, triu_pairs
 from causal_core.moments.expr import Expr, _poisson1_from_uniform, evaluate_numpy
 
 
@@ -84,6 +84,15 @@ class PandasMomentEngine:
         for j, e in enumerate(exprs):
             out[:, j] = np.bincount(group, weights=self._values(e), minlength=self._n * levels)
         return out.reshape(self._n, levels, len(exprs))
+
+    def totals(self, exprs: Sequence[Expr], extremes: Sequence[Expr] = ()) -> Totals:
+        sums = np.array([self._values(e).sum() for e in exprs], dtype=np.float64)
+        low = np.array([self._values(e).min() if self.n_rows else np.inf for e in extremes], dtype=np.float64)
+        high = np.array([self._values(e).max() if self.n_rows else -np.inf for e in extremes], dtype=np.float64)
+        return Totals(sums, low, high)
+
+    def grouped_totals(self, exprs: Sequence[Expr], key: Expr, levels: int) -> np.ndarray:
+        return self.grouped_sums(exprs, key, levels).sum(axis=0)
 
     def cluster_cross_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
         scores = np.column_stack([self._values(e) for e in exprs]) if exprs else np.empty((self.n_rows, 0))

@@ -6,7 +6,8 @@ from causal_core.moments import PandasMomentEngine
 
 
 class CountingEngine(PandasMomentEngine):
-    """Counts engine passes: every ``bucket_sums`` and ``grouped_sums`` call is one."""
+    """Counts engine passes: every ``bucket_sums``, ``grouped_sums``, ``totals`` and
+    ``grouped_totals`` call is one."""
 
     calls = 0
 
@@ -17,3 +18,11 @@ class CountingEngine(PandasMomentEngine):
     def grouped_sums(self, exprs, key, levels):
         self.calls += 1
         return super().grouped_sums(exprs, key, levels)
+
+    def totals(self, exprs, extremes=()):
+        self.calls += 1
+        return super().totals(exprs, extremes)
+
+    def grouped_totals(self, exprs, key, levels):
+        self.calls += 1
+        return PandasMomentEngine.grouped_sums(self, exprs, key, levels).sum(axis=0)

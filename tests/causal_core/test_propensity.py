@@ -9,6 +9,7 @@ import statsmodels.api as sm
 
 from causal_core.errors import EstimationError
 from causal_core.estimators.propensity import fit_logistic
+from causal_core.moments.engine import unpack_symmetric
 from causal_core.moments import PandasMomentEngine
 from causal_core.moments.bootstrap import bucket_weights
 from tests.causal_core.counting import CountingEngine
@@ -52,22 +53,32 @@ def test_discriminant_start_and_its_fallback(data, monkeypatch):
     assert fit.start == "zero-step" and eng.calls == fit.n_iter + 1  # n_iter counts the rejected start
 
 
-def test_per_bucket_arrays_are_score_and_information(data):
+def _bucket_scores(eng, fit):
+    """Per-bucket score and information at the fitted coefficients: (K, p), (K, p, p)."""
+    sums = eng.bucket_sums(fit.score_exprs())
+    return sums[:, :fit.p], unpack_symmetric(sums[:, fit.p:], fit.p), sums
+
+
+def test_score_exprs_are_score_and_information(data):
     eng = PandasMomentEngine(data, n_buckets=50)
     fit = fit_logistic(eng, "d", ["x1", "x2"])
     _, x, _ = logit_fit(data, ["x1", "x2"])
     e = 1 / (1 + np.exp(-x @ fit.eval_coef))
     np.testing.assert_allclose(fit.hessian, (x * (e * (1 - e))[:, None]).T @ x, rtol=1e-10)
-    assert fit.bucket_grad.shape == (50, 3) and fit.bucket_hess.shape == (50, 3, 3)
-    assert np.abs(fit.bucket_grad.sum(axis=0)).max() < 1e-6  # the score vanishes at the MLE
-    assert np.abs(fit.bucket_grad).max() > 1.0  # ...but not bucket by bucket
+    grad, hess, _ = _bucket_scores(eng, fit)
+    assert grad.shape == (50, 3) and hess.shape == (50, 3, 3) and fit.n_scores == 9
+    e = 1 / (1 + np.exp(-x @ fit.coef))
+    np.testing.assert_allclose(hess.sum(axis=0), (x * (e * (1 - e))[:, None]).T @ x, rtol=1e-10)
+    assert np.abs(grad.sum(axis=0)).max() < 1e-6  # the score vanishes at the MLE
+    assert np.abs(grad).max() > 1.0  # ...but not bucket by bucket
 
 
 def test_one_step_bootstrap_is_close_to_exact_weighted_refit(data):
     eng = PandasMomentEngine(data, n_buckets=100)
     fit = fit_logistic(eng, "d", ["x1", "x2"])
+    grad, _, scores = _bucket_scores(eng, fit)
     w = bucket_weights(3, 100, seed=5)
-    shifts = fit.coef_shifts(w)
+    shifts = fit.shifts_from_totals(w @ scores)
     _, x, _ = logit_fit(data, ["x1", "x2"])
     buckets = eng._buckets
     for r in range(3):
@@ -75,17 +86,17 @@ def test_one_step_bootstrap_is_close_to_exact_weighted_refit(data):
                        freq_weights=w[r][buckets]).fit(tol=1e-12).params
         # one Newton step from the MLE: error is second order, far below the SE (~0.02)
         assert np.max(np.abs(fit.coef + shifts[r] - exact)) < 2e-3
-    reps = fit.coef + fit.coef_shifts(bucket_weights(400, 100, seed=1))
+    reps = fit.coef + fit.shifts_from_totals(bucket_weights(400, 100, seed=1) @ scores)
     # the Poisson bucket bootstrap targets the bucket-level sandwich H^-1 (sum_k g_k g_k') H^-1
     hinv = np.linalg.inv(fit.hessian)
-    se = np.sqrt(np.diag(hinv @ fit.bucket_grad.T @ fit.bucket_grad @ hinv))
+    se = np.sqrt(np.diag(hinv @ grad.T @ grad @ hinv))
     np.testing.assert_allclose(reps.std(axis=0), se, rtol=0.12)
 
 
 def test_arm_grams_of_the_first_pass(data):
     """The first pass's per-arm Gram matrices of (1, x, y), per bucket and in total."""
     eng = CountingEngine(data, n_buckets=20)
-    fit = fit_logistic(eng, "d", ["x1"], outcome="y")
+    fit = fit_logistic(eng, "d", ["x1"], outcome="y", first_by_bucket=True)
     for arm in (1, 0):
         rows = data[data.d == arm]
         v = np.column_stack([np.ones(len(rows)), rows.x1, rows.y])
@@ -93,6 +104,10 @@ def test_arm_grams_of_the_first_pass(data):
         np.testing.assert_allclose(fit.arm_gram(arm), want, rtol=1e-10)
         np.testing.assert_allclose(fit.arm_gram(arm, buckets=True).sum(axis=0), want, rtol=1e-10)
     assert fit.arm_gram(1, buckets=True).shape == (20, 6)
+    totals_only = fit_logistic(eng, "d", ["x1"], outcome="y")
+    np.testing.assert_allclose(totals_only.arm_gram(1), fit.arm_gram(1), rtol=1e-12)
+    with pytest.raises(ValueError, match="first_by_bucket"):
+        totals_only.arm_gram(1, buckets=True)
 
 
 def test_complete_separation_is_reported():

@@ -115,6 +115,49 @@ def test_grouped_sums_refuse_keys_out_of_range(bucketed, exact):
             engine.grouped_sums([col("x")], col("c"), 4)  # c takes 0..4
 
 
+@pytest.mark.parametrize("exact", [True, False])
+def test_totals_match_the_pandas_engine_and_numpy(bucketed, exact):
+    sdf, pdf = bucketed
+    extremes = [col("x"), col("z") * col("d"), log(col("y"))]
+    got = SparkMomentEngine(sdf, n_buckets=K, exact=exact).totals(RICH, extremes)
+    want = PandasMomentEngine(pdf, n_buckets=K).totals(RICH, extremes)
+    assert_close(got.sums[None], want.sums[None])
+    np.testing.assert_array_equal(got.low, want.low)
+    np.testing.assert_array_equal(got.high, want.high)
+    cols = {c: pdf[c].to_numpy() for c in pdf.columns}
+    values = [np.broadcast_to(evaluate_numpy(e, cols), len(pdf)) for e in extremes]
+    np.testing.assert_array_equal(got.low, [v.min() for v in values])
+    np.testing.assert_array_equal(got.high, [v.max() for v in values])
+    assert_close(got.sums[None], SparkMomentEngine(sdf, n_buckets=K).bucket_sums(RICH).sum(axis=0)[None])
+    if exact:  # fixed-point limbs: the same bits for any partitioning
+        for parts in (1, 3, 7):
+            again = SparkMomentEngine(sdf.repartition(parts), n_buckets=K, exact=True).totals(RICH)
+            np.testing.assert_array_equal(again.sums, got.sums)
+
+
+def test_totals_of_no_rows(bucketed):
+    sdf, _ = bucketed
+    for exact in (True, False):
+        got = SparkMomentEngine(sdf.limit(0), n_buckets=K, exact=exact).totals([col("x"), lit(1.0)], [col("x")])
+        np.testing.assert_array_equal(got.sums, [0.0, 0.0])
+        assert got.low[0] == np.inf and got.high[0] == -np.inf
+
+
+def test_grouped_totals_with_and_without_the_grouped_pass(bucketed):
+    """Ungrouped conditional sums, or the remembered grouped pass summed: the same totals."""
+    sdf, pdf = bucketed
+    exprs = RICH[:6]
+    want = PandasMomentEngine(pdf, n_buckets=K).grouped_sums(exprs, col("c"), 5).sum(axis=0)
+    engine = SparkMomentEngine(sdf, n_buckets=K, exact=False)
+    fresh = engine.grouped_totals(exprs, col("c"), 5)
+    assert fresh.shape == (5, len(exprs))
+    assert_close(fresh, want)
+    engine.grouped_sums(exprs, col("c"), 5)
+    assert_close(engine.grouped_totals(exprs, col("c"), 5), want)
+    with pytest.raises(ValueError, match=r"outside \[0, 4\)"):
+        engine.grouped_totals(exprs, col("c"), 4)
+
+
 def test_cluster_cross_sums_and_unit_counts_match_the_pandas_engine(bucketed):
     sdf, pdf = bucketed
     scores = [col("x") * (col("y") - 5e3), col("d"), sigmoid(col("z")) - 0.5]

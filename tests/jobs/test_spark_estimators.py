@@ -112,6 +112,10 @@ class CountingSparkEngine(SparkMomentEngine):
         self.jobs += 1
         return super()._grouped_sums(exprs, key, levels)
 
+    def _totals(self, exprs, extremes):
+        self.jobs += 1
+        return super()._totals(exprs, extremes)
+
 
 def test_estimators_sharing_an_engine_compute_their_common_pass_once(spark):
     """OLS and the propensity estimators open with the same arm-Gram pass over
