@@ -342,13 +342,16 @@ class PassRecorder:
 
     def __getattr__(self, name):
         target = getattr(self._engine, name)
-        if name not in ("bucket_sums", "grouped_sums", "cluster_cross_sums", "unit_counts", "replicate_sums"):
+        if name not in ("bucket_sums", "grouped_sums", "totals", "cluster_cross_sums",
+                        "unit_counts", "replicate_sums"):
             return target
 
         def call(*args, **kwargs):
             if self._budget is not None:
                 self._budget.check()
             exprs = list(args[0]) if args else []
+            if name == "totals":  # the min / max expressions ride on the same pass
+                exprs += list(args[1] if len(args) > 1 else kwargs.get("extremes", ()))
             rec = {"method": name, "m": len(exprs), "nodes": expr_nodes(exprs)}
             t0 = time.perf_counter()
             try:

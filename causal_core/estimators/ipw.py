@@ -48,21 +48,27 @@ ARMS = (1, 0)
 ARM_NAMES = {1: "treated", 0: "control"}
 
 
-def _base_exprs(design: Design, fit: LogisticFit, pw: PropensityWeights) -> tuple[list[Expr], list[Expr]]:
-    """The totals T (4) and the per-row base vector c (4 + p) of the sandwich meat."""
+def _base_exprs(design: Design, pw: PropensityWeights) -> tuple[list[Expr], Expr]:
+    """The totals T (4) and the score residual ``d - e``: the per-row base vector of the
+    sandwich meat is ``c = (T, (d - e) x)``."""
     y = col(design.outcome)
     t = []
     for a in ARMS:
         aw = times(times(pw.arm(design.treatment, a), pw.keep), pw.weight(a))
         t += [aw, times(aw, y)]
-    resid = col(design.treatment) - sigmoid(pw.eta)
-    return t, t + [times(resid, x) for x in fit.terms]
+    return t, col(design.treatment) - sigmoid(pw.eta)
+
+
+def _along(t: list[Expr], resid: Expr, terms, coefs: np.ndarray) -> Expr:
+    """``coefs' c`` for ``c = (t, resid x)``, written ``coefs_t' t + resid (coefs_x' x)``."""
+    k = len(t)
+    return linear(coefs[:k], t) + resid * linear(coefs[k:], list(terms))
 
 
 def _main_batch(design: Design, fit: LogisticFit, pw: PropensityWeights, near_bound: float) -> MomentBatch:
     """Everything the estimate, the SE, the bootstrap and the diagnostics need: one pass."""
     y = col(design.outcome)
-    t, _ = _base_exprs(design, fit, pw)
+    t, _ = _base_exprs(design, pw)
     batch = MomentBatch()
     batch.add("t", t)
     jac = []
@@ -109,12 +115,12 @@ def hajek_influence(t: np.ndarray, jac: np.ndarray, hess: np.ndarray) -> np.ndar
     return el.T @ ginv_a
 
 
-def _moved_totals(jac: np.ndarray, hess: np.ndarray, base: list[Expr]) -> list[Expr]:
+def _moved_totals(jac: np.ndarray, hess: np.ndarray, t: list[Expr], resid: Expr, terms) -> list[Expr]:
     """Row expressions whose reweighted sums are the totals T at the replicate's one-step
-    propensity refit: ``c_k + J_k H^-1 s_i`` with ``s_i = (d - e) x`` the row's score, since
+    propensity refit: ``t_k + J_k H^-1 s_i`` with ``s_i = (d - e) x`` the row's score, since
     the refit moves b by ``H^-1 sum w s`` and T by its Jacobian ``J`` times that."""
     a = np.linalg.solve(hess, jac.T).T  # (4, p): J H^-1
-    return [base[k] + linear(a[k], base[4:]) for k in range(4)]
+    return [t[k] + resid * linear(a[k], list(terms)) for k in range(4)]
 
 
 def _hajek_effect(totals: np.ndarray) -> np.ndarray:
@@ -218,9 +224,9 @@ class IPW(PropensityEstimator):
         sums, low, high = batch.run_totals(engine, _arm_eta_extremes(pw, design.treatment))
         t, jac = sums.total_vector("t"), sums.total_vector("jac").reshape(4, fit.p)
         estimate = t[1] / t[0] - t[3] / t[2]
-        base = _base_exprs(design, fit, pw)[1]
-        psi = linear(hajek_influence(t, jac, fit.hessian), base)
-        moved = _moved_totals(jac, fit.hessian, base)
+        base, resid = _base_exprs(design, pw)
+        psi = _along(base, resid, fit.terms, hajek_influence(t, jac, fit.hessian))
+        moved = _moved_totals(jac, fit.hessian, base, resid, fit.terms)
         if design.clustered:  # sum psi^2 needs per-unit sums
             per_bucket = engine.bucket_sums(moved)
             psi2 = score_meat(engine, [psi], clustered=True)[0, 0]

@@ -213,12 +213,6 @@ def arm_gram_sums(engine, terms: Sequence[Expr], treatment: str) -> np.ndarray:
     return engine.grouped_sums(gram_exprs(terms), arm_key(col(treatment)), ARM_LEVELS)
 
 
-def arm_gram_totals(engine, terms: Sequence[Expr], treatment: str) -> np.ndarray:
-    """``(3, m(m+1)/2)``: :func:`arm_gram_sums` summed over buckets — read off that pass
-    when an estimator sharing the engine made it, else one ungrouped pass."""
-    return engine.grouped_totals(gram_exprs(terms), arm_key(col(treatment)), ARM_LEVELS)
-
-
 def sandwich(bread_inv: np.ndarray, meat: np.ndarray) -> np.ndarray:
     """``A^-1 B A^-T`` (Huber 1967; White 1980)."""
     return bread_inv @ meat @ np.swapaxes(bread_inv, -1, -2)

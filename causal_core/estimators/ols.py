@@ -87,6 +87,17 @@ class _Layout:
         xs = [lab(x) for x in self.design.covariates]
         return (["const", d, *xs] + [f"{d}:{x}" for x in xs])[: len(self.regressors)]
 
+    def form(self, a: np.ndarray) -> Expr:
+        """``a' (regressors)`` written with the treatment factored out of the interactions,
+        ``(a_0 + a_d d + a_x' x) + d (a_dx' x)`` as ``L0 + d L1``: each covariate appears
+        twice instead of in every term, so the row expression is a third of the size."""
+        xs = [self.term(x) for x in self.design.covariates]
+        d, p = self.term(self.design.treatment), self.p
+        if not self.interactions:
+            return linear(a, [Lit(1.0), d, *xs])
+        base = linear(a[:1], [Lit(1.0)]) + linear(a[2:2 + p], xs) if p else linear(a[:1], [Lit(1.0)])
+        return base + d * (linear(a[1:2], [Lit(1.0)]) + linear(a[2 + p:], xs) if p else linear(a[1:2], [Lit(1.0)]))
+
     def shiftable(self) -> dict[int, str]:
         """Gram index -> column for the columns a shift may move (not a binary treatment)."""
         out = {2 + j: x for j, x in enumerate(self.design.covariates)}
@@ -224,24 +235,24 @@ class OLS(Estimator):
     def _analytic(self, engine, design: Design, layout: _Layout, g: np.ndarray, moments: np.ndarray) -> dict:
         """Sandwich (or nonrobust) variance of the standardised effect; see module docstring."""
         reg, y, p = layout.regressors, layout.y, layout.p
-        terms = [layout.variables[i] for i in reg]
         xtx = g[np.ix_(reg, reg)]
         a_inv = np.linalg.inv(xtx)
         beta = np.linalg.solve(xtx, g[reg, y])
         q, n = len(reg), g[0, 0]
-        resid = layout.variables[y] - linear(beta, terms)
+        resid = layout.variables[y] - layout.form(beta)
         c = np.zeros(q)
         c[1] = 1.0
-        mean_terms: list[Expr] = []
         l_mu = np.zeros(0)
+        xs = [layout.term(x) for x in design.covariates]
+        mean_score = None  # l -> the row expression l' w (x - mu) of the target-mean scores
         if layout.interactions:
             mu = target_means(g, design.target, p)
             c[2 + p:] = mu
             w = {"ate": Lit(1.0), "att": col(design.treatment),
                  "atc": Lit(1.0) - col(design.treatment)}[design.target]
             n_target = {"ate": n, "att": g[0, 1], "atc": n - g[0, 1]}[design.target]
-            mean_terms = [times(w, layout.term(x) - Lit(m)) for x, m in zip(design.covariates, mu)]
             l_mu = beta[2 + p:] / n_target
+            mean_score = lambda l: times(w, linear(l, xs) - Lit(float(l @ mu)))  # noqa: E731
         if self.cov_type == "nonrobust" and layout.interactions:
             raise EstimationError("ols: cov_type='nonrobust' needs interactions=False (the standardised "
                                   "effect's variance includes the covariate means)")
@@ -259,7 +270,9 @@ class OLS(Estimator):
             # reported, so the pass sums the squares of their projections l's — three
             # sums instead of the (q + p)^2 / 2 entries of s s'.
             rows = _functionals(c, a_inv, l_mu)
-            proj = [_projected_score(r[:q], terms, resid, r[q:], mean_terms) for r in rows]
+            proj = [layout.form(r[:q]) * resid for r in rows]
+            if mean_score is not None:
+                proj = [e + mean_score(r[q:]) for e, r in zip(proj, rows)]
             squares = score_squares(engine, proj, clustered=design.clustered)
             factor = small_sample_factor(engine, n, q, clustered=design.clustered)
             var, var_fixed, var_coef = (float(factor * v) for v in squares)
@@ -310,14 +323,6 @@ def _bucket_scores(moments: np.ndarray, layout: _Layout, beta: np.ndarray,
                   "atc": (gb[:, 0, xs] - gb[:, 1, xs], gb[:, 0, 0] - gb[:, 0, 1])}[layout.design.target]
         scores.append(sw - nw[:, None] * mu[None, :])
     return np.hstack(scores), int(np.sum(gb[:, 0, 0] > 0))
-
-
-def _projected_score(l_reg: np.ndarray, terms: list[Expr], resid: Expr, l_mean: np.ndarray,
-                     mean_terms: list[Expr]) -> Expr:
-    """The row expression ``l' s`` for stacked scores ``s = (terms * resid, mean_terms)``:
-    ``(l_reg' terms) * resid + l_mean' mean_terms``."""
-    out = linear(l_reg, terms) * resid
-    return out + linear(l_mean, mean_terms) if len(mean_terms) else out
 
 
 def _statistic(layout: _Layout):

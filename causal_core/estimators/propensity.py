@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from causal_core.errors import EstimationError
-from causal_core.estimators.linear import arm_gram_sums, arm_gram_totals, batched_solve, check_regressors, unpack_gram
+from causal_core.estimators.linear import arm_gram_sums, batched_solve, check_regressors, gram_exprs, unpack_gram
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
 from causal_core.moments.engine import unpack_symmetric
 from causal_core.moments.expr import Expr, absolute, col, exp, linear, lit, log, sigmoid
@@ -118,17 +118,29 @@ def _iteration_batch(treatment: str, terms: Sequence[Expr], b: np.ndarray) -> Mo
     return batch
 
 
-def _first_pass(engine, treatment: str, terms: Sequence[Expr], outcome: str | None,
-                by_bucket: bool) -> tuple[np.ndarray, np.ndarray]:
+def _first_pass(engine, treatment: str, terms: Sequence[Expr], outcome: str | None) -> tuple[np.ndarray, np.ndarray]:
     """Rows per arm (control, treated, other) and the per-arm Gram matrices of
-    ``(1, x[, y])``, per bucket ``(K, 3, q, q)`` or summed ``(1, 3, q, q)``, from the
-    arm-Gram of ``(1, d, x[, y])`` that OLS opens with too (read off OLS's pass when they
-    share an engine)."""
+    ``(1, x[, y])`` ``(1, 3, q, q)``, from one ungrouped pass of the Gram of ``(1, x[, y])``
+    over all rows and over the treated rows, and the count of rows that are neither 0 nor
+    1 (when there are any the fit stops, so the control Gram need not exclude them)."""
+    rest = [*terms, *([col(outcome)] if outcome is not None else [])]
+    d = col(treatment)
+    gram, treated = gram_exprs(rest), d.eq(1.0)
+    sums = engine.totals([*gram, *[times(treated, e) for e in gram], lit(1.0) - d.eq(0.0) - treated]).sums
+    m = len(gram)
+    everyone, ones, other = sums[:m], sums[m:2 * m], sums[-1]
+    grams = unpack_gram(np.stack([everyone - ones, ones, np.zeros(m)])[None], len(rest))
+    return np.array([everyone[0] - ones[0] - other, ones[0], other]), grams
+
+
+def _first_by_bucket(engine, treatment: str, terms: Sequence[Expr], outcome: str | None) -> np.ndarray:
+    """``(K, 2, q, q)`` per-bucket Gram matrices of ``(1, x, y)`` of the control and treated
+    rows, from the arm-Gram pass over ``(1, d, x, y)`` that OLS opens with too (one pass
+    when they share an engine)."""
     base = [terms[0], col(treatment), *terms[1:], *([col(outcome)] if outcome is not None else [])]
-    flat = arm_gram_sums(engine, base, treatment) if by_bucket else arm_gram_totals(engine, base, treatment)[None]
-    grams = unpack_gram(flat, len(base))
+    grams = unpack_gram(arm_gram_sums(engine, base, treatment), len(base))
     keep = [0, *range(2, len(base))]  # drop d: constant within an arm
-    return grams[:, :, 0, 0].sum(axis=0), grams[:, :, keep][:, :, :, keep]
+    return grams[:, :2][:, :, keep][:, :, :, keep]
 
 
 def _first_pass_checks(treatment: str, names: Sequence[str], counts: np.ndarray, xx: np.ndarray) -> tuple[int, int]:
@@ -197,10 +209,10 @@ def fit_logistic(engine, treatment: str, covariates: Sequence[str], *,
     terms = logistic_terms(covariates)
     names = (INTERCEPT, *(label(c) for c in covariates))
     p = len(terms)
-    counts, first = _first_pass(engine, treatment, terms, outcome, first_by_bucket)
+    counts, first = _first_pass(engine, treatment, terms, outcome)
     arms = first.sum(axis=0)[:, :p, :p]  # (3, p, p): control, treated, other
     n, n_treated = _first_pass_checks(label(treatment), names, counts, arms.sum(axis=0))
-    first = first[:, :2]
+    first = _first_by_bucket(engine, treatment, terms, outcome) if first_by_bucket else first[:, :2]
     b, fallback = _starts(arms.sum(axis=0), arms[1])
     start = "discriminant" if fallback is not b else "zero-step"
     null_loglik = n_treated * np.log(n_treated / n) + (n - n_treated) * np.log(1.0 - n_treated / n)

@@ -170,12 +170,17 @@ def sigmoid(e: Expr) -> Expr:
 
 
 def linear(coefs: Sequence[float], terms: Sequence[Expr]) -> Expr:
-    """The linear predictor ``sum_j coefs[j] * terms[j]`` (a left-deep sum)."""
+    """The linear predictor ``sum_j coefs[j] * terms[j]`` (a left-deep sum; a constant
+    term ``Lit(1.0)`` contributes its coefficient alone)."""
     if len(coefs) != len(terms) or not terms:
         raise ValueError("linear() needs as many coefficients as terms, at least one")
-    out: Expr = Lit(float(coefs[0])) * terms[0]
+
+    def term(b, t) -> Expr:
+        return Lit(float(b)) if isinstance(t, Lit) and t.value == 1.0 else Lit(float(b)) * t
+
+    out: Expr = term(coefs[0], terms[0])
     for b, t in zip(coefs[1:], terms[1:]):
-        out = out + Lit(float(b)) * t
+        out = out + term(b, t)
     return out
 
 

@@ -91,9 +91,6 @@ class PandasMomentEngine:
         high = np.array([self._values(e).max() if self.n_rows else -np.inf for e in extremes], dtype=np.float64)
         return Totals(sums, low, high)
 
-    def grouped_totals(self, exprs: Sequence[Expr], key: Expr, levels: int) -> np.ndarray:
-        return self.grouped_sums(exprs, key, levels).sum(axis=0)
-
     def cluster_cross_sums(self, exprs: Sequence[Expr]) -> np.ndarray:
         scores = np.column_stack([self._values(e) for e in exprs]) if exprs else np.empty((self.n_rows, 0))
         if self.unit_column is not None:

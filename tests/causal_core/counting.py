@@ -6,8 +6,8 @@ from causal_core.moments import PandasMomentEngine
 
 
 class CountingEngine(PandasMomentEngine):
-    """Counts engine passes: every ``bucket_sums``, ``grouped_sums``, ``totals`` and
-    ``grouped_totals`` call is one."""
+    """Counts engine passes: every ``bucket_sums``, ``grouped_sums`` and ``totals``
+    call is one."""
 
     calls = 0
 
@@ -22,7 +22,3 @@ class CountingEngine(PandasMomentEngine):
     def totals(self, exprs, extremes=()):
         self.calls += 1
         return super().totals(exprs, extremes)
-
-    def grouped_totals(self, exprs, key, levels):
-        self.calls += 1
-        return PandasMomentEngine.grouped_sums(self, exprs, key, levels).sum(axis=0)

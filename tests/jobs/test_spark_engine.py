@@ -143,21 +143,6 @@ def test_totals_of_no_rows(bucketed):
         assert got.low[0] == np.inf and got.high[0] == -np.inf
 
 
-def test_grouped_totals_with_and_without_the_grouped_pass(bucketed):
-    """Ungrouped conditional sums, or the remembered grouped pass summed: the same totals."""
-    sdf, pdf = bucketed
-    exprs = RICH[:6]
-    want = PandasMomentEngine(pdf, n_buckets=K).grouped_sums(exprs, col("c"), 5).sum(axis=0)
-    engine = SparkMomentEngine(sdf, n_buckets=K, exact=False)
-    fresh = engine.grouped_totals(exprs, col("c"), 5)
-    assert fresh.shape == (5, len(exprs))
-    assert_close(fresh, want)
-    engine.grouped_sums(exprs, col("c"), 5)
-    assert_close(engine.grouped_totals(exprs, col("c"), 5), want)
-    with pytest.raises(ValueError, match=r"outside \[0, 4\)"):
-        engine.grouped_totals(exprs, col("c"), 4)
-
-
 def test_cluster_cross_sums_and_unit_counts_match_the_pandas_engine(bucketed):
     sdf, pdf = bucketed
     scores = [col("x") * (col("y") - 5e3), col("d"), sigmoid(col("z")) - 0.5]
