@@ -64,13 +64,14 @@ def _compare(op: str, a: Column, b: Column) -> Column:
     return F.when(either_nan, F.lit(1.0 if op == "!=" else 0.0)).otherwise(cond.cast("double"))
 
 
-def _has_row_poisson(expr: Expr) -> bool:
+def has_row_poisson(expr: Expr) -> bool:
+    """Whether the expression draws row-level Poisson weights (they need the row key)."""
     if isinstance(expr, RowPoisson):
         return True
     if isinstance(expr, (BinOp, Compare)):
-        return _has_row_poisson(expr.left) or _has_row_poisson(expr.right)
+        return has_row_poisson(expr.left) or has_row_poisson(expr.right)
     if isinstance(expr, Func):
-        return _has_row_poisson(expr.arg)
+        return has_row_poisson(expr.arg)
     return False
 
 
@@ -130,7 +131,7 @@ def compile_expr(expr: Expr, key: Column | None = None) -> Column:
     A NULL cell reads as NaN, as it does in pandas. Expressions without ``RowPoisson``
     are compiled through SQL text (:func:`compile_sql`): one JVM call instead of one per node.
     """
-    if not _has_row_poisson(expr):
+    if not has_row_poisson(expr):
         return F.expr(compile_sql(expr))
     return _compile_columns(expr, key)
 

@@ -60,16 +60,39 @@ def _rewrite(e: Expr, names: dict[Expr, str]) -> Expr:
 def eliminate(frame: DataFrame, exprs: Sequence[Expr],
               compile_expr: Callable[[Expr], Column]) -> tuple[DataFrame, list[Column]]:
     """Project repeated subtrees of ``exprs`` as ``__cse<i>`` columns; return the frame and
-    the compiled expressions that use them."""
-    size, seen = _sizes(exprs)
-    repeated = [e for e, n in seen.items() if n > 1]
-    repeated.sort(key=lambda e: _tree_size(e))
+    the compiled expressions that use them.
+
+    One ``withColumns`` per nesting level (a projected subtree may use the ones below
+    it): a handful of projections whatever the number of subtrees, each new DataFrame
+    costing the driver an analysis of the plan."""
+    _, seen = _sizes(exprs)
+    repeated = sorted((e for e, n in seen.items() if n > 1), key=_tree_size)
     names: dict[Expr, str] = {}
-    for i, sub in enumerate(repeated):
-        name = f"__cse{i}"
-        frame = frame.withColumn(name, compile_expr(_rewrite(sub, names)))
-        names[sub] = name
+    level: dict[Expr, int] = {}
+    for sub in repeated:  # smaller first: every repeated subtree inside it has its level
+        inner = [level[e] for e in _repeated_inside(sub, level)]
+        level[sub] = 1 + max(inner, default=0)
+    for depth in sorted(set(level.values())):
+        batch = {}
+        for i, sub in enumerate(repeated):
+            if level[sub] == depth:
+                batch[f"__cse{i}"] = compile_expr(_rewrite(sub, names))
+        frame = frame.withColumns(batch)
+        for i, sub in enumerate(repeated):
+            if level[sub] == depth:
+                names[sub] = f"__cse{i}"
     return frame, [compile_expr(_rewrite(e, names)) for e in exprs]
+
+
+def _repeated_inside(e: Expr, known: dict[Expr, int]) -> list[Expr]:
+    """The outermost subtrees of ``e`` (not ``e`` itself) that are keys of ``known``."""
+    out = []
+    for c in _children(e):
+        if c in known:
+            out.append(c)
+        else:
+            out.extend(_repeated_inside(c, known))
+    return out
 
 
 def _tree_size(e: Expr) -> int:

@@ -32,7 +32,7 @@ from causal_core.errors import DataCheckError
 from causal_core.moments.engine import BUCKET, DEFAULT_BUCKETS, UNIT, Totals, triu_pairs
 from causal_core.moments.expr import Compare, Expr, Lit
 from jobs.exact_sums import LIMBS, REST, combine_limbs, limb_aggregates, q, with_limbs, with_total
-from jobs.spark_compile import compile_expr, compile_sql, poisson_weight
+from jobs.spark_compile import compile_expr, compile_sql, has_row_poisson, poisson_weight
 
 __all__ = ("SparkMomentEngine", "with_buckets", "collect_arrow", "duplicate_dispersion")
 
@@ -149,8 +149,14 @@ class SparkMomentEngine:
         """The frame with repeated subexpressions projected once, and the compiled moments."""
         from jobs.spark_cse import eliminate
 
-        key = self._key()
-        return eliminate(self._frame, exprs, lambda e: compile_expr(e, key))
+        key: list[Column] = []  # the row key is built only if a RowPoisson draw needs it
+
+        def compile_one(e: Expr) -> Column:
+            if not key and has_row_poisson(e):
+                key.append(self._key())
+            return compile_expr(e, key[0] if key else None)
+
+        return eliminate(self._frame, exprs, compile_one)
 
     def _group(self, key: Expr | None, levels: int) -> Column:
         """The aggregation group: the bucket, or ``bucket * levels + key``."""
