@@ -106,6 +106,8 @@ class SparkMomentEngine:
         # Passes already computed on this frame, by their expressions: estimators sharing
         # the engine (one study, one model frame) open with the same arm-Gram pass.
         self._memo: dict[tuple, np.ndarray] = {}
+        self._sum_memo: dict[Expr, float] = {}  # totals, per expression
+        self._extreme_memo: dict[Expr, tuple[float, float]] = {}
 
     @property
     def n_buckets(self) -> int:
@@ -243,11 +245,17 @@ class SparkMomentEngine:
         return out[:, :-1].reshape(self._n, levels, len(exprs))
 
     def totals(self, exprs: Sequence[Expr], extremes: Sequence[Expr] = ()) -> Totals:
-        key = ("totals", tuple(exprs), tuple(extremes))
-        if key not in self._memo:
-            self._memo[key] = self._totals(list(exprs), list(extremes))
-        sums, low, high = self._memo[key]
-        return Totals(sums.copy(), low.copy(), high.copy())
+        """Remembered per expression: a pass that summed more (a Newton step with a
+        final batch riding on it) answers a later pass asking for part of it."""
+        sums = [e for e in dict.fromkeys(exprs) if e not in self._sum_memo]
+        ends = [e for e in dict.fromkeys(extremes) if e not in self._extreme_memo]
+        if sums or ends:
+            total, low, high = self._totals(sums, ends)
+            self._sum_memo.update(zip(sums, total))
+            self._extreme_memo.update(zip(ends, zip(low, high)))
+        return Totals(np.array([self._sum_memo[e] for e in exprs], dtype=np.float64),
+                      np.array([self._extreme_memo[e][0] for e in extremes], dtype=np.float64),
+                      np.array([self._extreme_memo[e][1] for e in extremes], dtype=np.float64))
 
     def _totals(self, exprs: list[Expr], extremes: list[Expr]) -> tuple[np.ndarray, ...]:
         m, k = len(exprs), len(extremes)

@@ -6,7 +6,8 @@ eq. 3 "IPW2") for arm weights ``w1, w0`` of the target (:mod:`weighting`):
     mu1 = sum d S w1 y / sum d S w1,   mu0 = sum (1-d) S w0 y / sum (1-d) S w0,   tau = mu1 - mu0
 
 with ``S`` the trimming indicator. After the logistic fit (Newton passes of totals),
-two passes at the fitted propensity coefficients ``b``:
+two passes at the fitted propensity coefficients ``b`` (the first usually riding on the
+last Newton pass, :func:`fit_logistic_with`):
 
 * one ungrouped pass (``engine.totals``): the four totals
   ``T = (sum d S w1, sum d S w1 y, sum (1-d) S w0, sum (1-d) S w0 y)``, their Jacobians
@@ -38,7 +39,7 @@ from causal_core.estimators.base import Design, register
 from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
 from causal_core.estimators.linear import score_meat, unpack_gram
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
-from causal_core.estimators.propensity import LogisticFit, fit_logistic
+from causal_core.estimators.propensity import LogisticFit, fit_logistic_with
 from causal_core.estimators.score_quantiles import COARSE_PROBS, coarse_cdf
 from causal_core.estimators.weighting import (PropensityEstimator, PropensityWarning, PropensityWeights, kish_ess,
                                               overlap_warnings, standardized_differences)
@@ -217,11 +218,20 @@ class IPW(PropensityEstimator):
     def fit(self, engine, design: Design) -> IPW:
         self.check_design(design)
         check_options(self.bootstrap, self.ci_method, self.level)
-        fit = fit_logistic(engine, design.treatment, design.covariates, outcome=design.outcome,
-                           max_iter=self.max_iter, tol=self.tol, label=design.label)
+
+        def final(provisional: LogisticFit) -> tuple[MomentBatch, list[Expr]]:
+            pw = PropensityWeights.build(provisional, design.target, trim=self.trim, clip=self.clip)
+            return _main_batch(design, provisional, pw, self.near_bound), _arm_eta_extremes(pw, design.treatment)
+
+        fit, done = fit_logistic_with(engine, design.treatment, design.covariates, final=final,
+                                      outcome=design.outcome, max_iter=self.max_iter, tol=self.tol,
+                                      label=design.label)
         pw = PropensityWeights.build(fit, design.target, trim=self.trim, clip=self.clip)
-        batch = _main_batch(design, fit, pw, self.near_bound)
-        sums, low, high = batch.run_totals(engine, _arm_eta_extremes(pw, design.treatment))
+        if done is None:
+            batch, extremes = final(fit)
+            sums, low, high = batch.run_totals(engine, extremes)
+        else:  # the main pass rode on the last Newton pass
+            sums, low, high = done.sums, done.low, done.high
         t, jac = sums.total_vector("t"), sums.total_vector("jac").reshape(4, fit.p)
         estimate = t[1] / t[0] - t[3] / t[2]
         base, resid = _base_exprs(design, pw)

@@ -57,6 +57,10 @@ class MomentBatch:
         """One ``engine.bucket_sums`` call for every expression of the batch."""
         return BucketMoments(np.asarray(engine.bucket_sums(self._exprs), dtype=np.float64), dict(self._blocks))
 
+    def moments(self, array: np.ndarray) -> BucketMoments:
+        """Name the columns of an array computed for this batch's expressions."""
+        return BucketMoments(np.asarray(array, dtype=np.float64), dict(self._blocks))
+
     def run_totals(self, engine, extremes: Sequence[Expr] = ()) -> tuple[BucketMoments, np.ndarray, np.ndarray]:
         """One ``engine.totals`` call: the sums as a single-row :class:`BucketMoments`
         (read with ``total``/``total_vector``; no per-bucket blocks), and the minimum and

@@ -190,6 +190,24 @@ def _starts(xx: np.ndarray, dxx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (lda if np.all(np.isfinite(lda)) else zero_step), zero_step
 
 
+# The fused final pass is tried when quadratic convergence, |s_k+1| ~ C |s_k|^2 with C
+# from the last two steps, predicts the next step below the tolerance by this factor.
+FUSE_MARGIN = 10.0
+
+
+@dataclass(frozen=True)
+class FinalSums:
+    """The totals of a caller's final batch (and min / max of its extremes), computed on
+    the last Newton pass: see :func:`fit_logistic_with`."""
+
+    sums: BucketMoments
+    low: np.ndarray
+    high: np.ndarray
+
+
+FinalBatch = Callable[[LogisticFit], tuple[MomentBatch, Sequence[Expr]]]
+
+
 def fit_logistic(engine, treatment: str, covariates: Sequence[str], *,
                  outcome: str | None = None, max_iter: int = 50, tol: float = 1e-10,
                  label: Callable[[str], str] = str, first_by_bucket: bool = False) -> LogisticFit:
@@ -205,6 +223,25 @@ def fit_logistic(engine, treatment: str, covariates: Sequence[str], *,
     to the names errors should use; ``first_by_bucket`` keeps the first pass's arm Grams
     per bucket (AIPW's bootstrap refits the outcome models from them).
     """
+    return fit_logistic_with(engine, treatment, covariates, outcome=outcome, max_iter=max_iter, tol=tol,
+                             label=label, first_by_bucket=first_by_bucket)[0]
+
+
+def fit_logistic_with(engine, treatment: str, covariates: Sequence[str], *, final: FinalBatch | None = None,
+                      outcome: str | None = None, max_iter: int = 50, tol: float = 1e-10,
+                      label: Callable[[str], str] = str,
+                      first_by_bucket: bool = False) -> tuple[LogisticFit, FinalSums | None]:
+    """:func:`fit_logistic`, and the totals of the caller's post-fit pass riding on the
+    last Newton pass when that can be foreseen.
+
+    ``final(fit)`` gives the batch (and min / max expressions) the caller would sum at
+    the fitted coefficients. When the last two steps predict, by Newton's quadratic
+    convergence, that the next step will be below the tolerance, the next Newton pass
+    also sums that batch at the current point b. If the step it yields is indeed below
+    the tolerance, b is returned as the fit — within the tolerance of the MLE, as the
+    usual b + step is — with the batch's totals at b: one pass fewer. Otherwise those
+    totals are dropped and Newton goes on. Returns ``(fit, FinalSums or None)``.
+    """
     covariates = tuple(covariates)
     terms = logistic_terms(covariates)
     names = (INTERCEPT, *(label(c) for c in covariates))
@@ -216,25 +253,55 @@ def fit_logistic(engine, treatment: str, covariates: Sequence[str], *,
     b, fallback = _starts(arms.sum(axis=0), arms[1])
     start = "discriminant" if fallback is not b else "zero-step"
     null_loglik = n_treated * np.log(n_treated / n) + (n - n_treated) * np.log(1.0 - n_treated / n)
+
+    def fitted(coef: np.ndarray, at: np.ndarray, hessian: np.ndarray, it: int) -> LogisticFit:
+        return LogisticFit(treatment=treatment, covariates=covariates, names=names, coef=coef, eval_coef=at,
+                           hessian=hessian, n=n, n_treated=n_treated, n_iter=it, first=first, start=start,
+                           first_by_bucket=first_by_bucket)
+
+    steps: list[float] = []  # max |step| of the steps taken
     for it in range(1, max_iter + 1):
         batch = _iteration_batch(treatment, terms, b)
         if it == 1:
             batch.add("loglik", _loglik(treatment, linear(b, terms)))
-        sums = batch.run_totals(engine)[0]
+        limit = tol * max(1.0, float(np.max(np.abs(b))))
+        fused = final(fitted(b, b, np.full((p, p), np.nan), it)) \
+            if final is not None and _next_step_below(steps, limit / FUSE_MARGIN) else None
+        sums, done = _newton_pass(engine, batch, fused)
         if it == 1 and fallback is not b and not sums.total("loglik") >= null_loglik:
             b, start = fallback, "zero-step"  # fits worse than the intercept-only model
             continue
         # (a start may overshoot into rows with propensity near 0 or 1; separation is
         # judged from the Newton iterates, not the start)
         step = _newton_step(sums, b, names, p, check_extreme=it > 1)
-        b_eval, b = b, b + step
-        if np.max(np.abs(step)) <= tol * max(1.0, float(np.max(np.abs(b)))):
-            return LogisticFit(treatment=treatment, covariates=covariates, names=names, coef=b, eval_coef=b_eval,
-                               hessian=sums.symmetric("hess", p), n=n, n_treated=n_treated, n_iter=it, first=first,
-                               start=start, first_by_bucket=first_by_bucket)
+        hessian = sums.symmetric("hess", p)
+        if np.max(np.abs(step)) <= tol * max(1.0, float(np.max(np.abs(b + step)))):
+            if done is not None:
+                return fitted(b, b, hessian, it), done
+            return fitted(b + step, b, hessian, it), None
+        steps.append(float(np.max(np.abs(step))))
+        b = b + step
     raise EstimationError(
         f"the propensity model for {label(treatment)!r} did not converge in {max_iter} Newton iterations "
         f"(coefficients {_describe(names, b)}); large coefficients point to separation")
+
+
+def _next_step_below(steps: Sequence[float], limit: float) -> bool:
+    """Whether quadratic convergence from the last two steps predicts the next below ``limit``."""
+    if len(steps) < 2 or steps[-2] <= 0.0:
+        return False
+    rate = steps[-1] / steps[-2] ** 2
+    return rate * steps[-1] ** 2 <= limit
+
+
+def _newton_pass(engine, batch: MomentBatch, fused) -> tuple[BucketMoments, FinalSums | None]:
+    """One totals pass of the Newton batch, with the caller's final batch if ``fused``."""
+    if fused is None:
+        return batch.run_totals(engine)[0], None
+    extra, extremes = fused
+    out = engine.totals([*batch.exprs(), *extra.exprs()], list(extremes))
+    m = len(batch)
+    return batch.moments(out.sums[None, :m]), FinalSums(extra.moments(out.sums[None, m:]), out.low, out.high)
 
 
 def _loglik(treatment: str, eta: Expr) -> Expr:

@@ -188,3 +188,35 @@ def test_row_level_poisson_bootstrap_agrees(data):
     row = fit(small, bootstrap=BootstrapOptions(replicates=200, kind="row-poisson", seed=3)).result_
     assert row.diagnostics["bootstrap_kind"] == "row-poisson"
     assert row.diagnostics["bootstrap_se"] == pytest.approx(row.diagnostics["analytic_se"], rel=0.2)
+
+
+@pytest.mark.parametrize("target", ["ate", "att"])
+def test_main_pass_rides_on_the_last_newton_pass(data, target, monkeypatch):
+    """When Newton's quadratic convergence foresees the last step, the post-fit totals are
+    summed on that Newton pass: one pass fewer, the same numbers to the fit's tolerance. A
+    wrong forecast (forced here) only costs the extra sums: the results do not move."""
+    from causal_core.estimators import propensity
+    from tests.causal_core.counting import CountingEngine
+
+    design = Design(treatment="d", outcome="y", covariates=COVS, target=target)
+    boot = BootstrapOptions(replicates=200, seed=4)
+    runs = {}
+    for label, margin in (("fused", propensity.FUSE_MARGIN), ("never", float("inf")), ("always", 1.0)):
+        monkeypatch.setattr(propensity, "FUSE_MARGIN", margin)
+        if label == "always":  # forecast convergence from the second iteration on
+            monkeypatch.setattr(propensity, "_next_step_below", lambda steps, limit: len(steps) >= 1)
+        engine = CountingEngine(data, n_buckets=200)
+        est = get_estimator("ipw")(bootstrap=boot).fit(engine, design)
+        runs[label] = (est.result_, est.propensity_, engine.calls)
+    fused, never, always = runs["fused"], runs["never"], runs["always"]
+    n_iter = never[1].n_iter
+    assert never[2] == 1 + n_iter + 1 + 1  # first pass, Newton, main, per-bucket
+    assert fused[2] == never[2] - 1 and fused[1].n_iter == n_iter
+    assert always[2] == never[2] - 1 and always[1].n_iter == n_iter  # the wasted sums rode along
+    for other in (fused, always):
+        np.testing.assert_allclose(other[1].coef, never[1].coef, rtol=1e-9, atol=1e-12)
+        assert other[0].estimate == pytest.approx(never[0].estimate, rel=1e-9)
+        assert other[0].se == pytest.approx(never[0].se, rel=1e-8)
+        np.testing.assert_allclose(other[0].replicates, never[0].replicates, rtol=1e-8)
+        for arm, ends in never[0].diagnostics["propensity_range"].items():
+            assert other[0].diagnostics["propensity_range"][arm] == pytest.approx(ends, rel=1e-9)

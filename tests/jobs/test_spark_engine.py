@@ -135,6 +135,21 @@ def test_totals_match_the_pandas_engine_and_numpy(bucketed, exact):
             np.testing.assert_array_equal(again.sums, got.sums)
 
 
+def test_totals_are_remembered_per_expression(bucketed):
+    """A pass that summed more answers a later one asking for part of it, without a job."""
+    sdf, _ = bucketed
+    engine = SparkMomentEngine(sdf, n_buckets=K, exact=False)
+    full = engine.totals(RICH, [col("x")])
+
+    def no_job(*_):
+        raise AssertionError("a remembered total ran a Spark job")
+
+    engine._totals = no_job
+    part = engine.totals([RICH[5], RICH[2], RICH[5]], [col("x")])
+    np.testing.assert_array_equal(part.sums, full.sums[[5, 2, 5]])
+    assert part.low[0] == full.low[0] and part.high[0] == full.high[0]
+
+
 def test_totals_of_no_rows(bucketed):
     sdf, _ = bucketed
     for exact in (True, False):
