@@ -1,7 +1,7 @@
 """DoWhy versus whybatch on the same data and the same work: OLS and IPW, 100-replicate bootstrap.
 
     python bench/vs_dowhy.py [--rows 1000000] [--data-dir /tmp/whybatch-bench] [--replicates 100]
-        [--skip-dowhy] [--skip-cli]
+        [--skip-dowhy] [--skip-cli] [--warm-runs 2]
 
 The data (``bench/datagen.py``: five confounders, binary treatment, ATE = 2) is drawn once
 with numpy into ONE parquet file that both tools read. The work, for each tool:
@@ -20,8 +20,10 @@ bootstrap (B = 100 reweightings of K = 1000 per-bucket moment sums).
 
 Timed: DoWhy from ``CausalModel(...)`` to the interval (the pandas read is shown, not
 counted). whybatch *warm*: ``jobs.run.estimate_study`` on a session already started, that
-has run both studies once on other data (20,000 rows, another seed), with the file already
-read once (all shown, not counted) — it still reads the parquet,
+has run both studies ``--warm-runs`` (2) times on other data of the same size (another
+seed), with the file already read once (all shown, not counted) — as a service that has
+run these studies before finds its JVM: code generated and JIT-compiled. It still reads
+the parquet,
 prepares and caches the model frame, and fits. whybatch *with start-up*: a fresh
 ``whybatch run <spec>.yaml`` subprocess (interpreter, JVM and session start included),
 on a spec YAML written to the data dir. Both whybatch runs use the ``local`` Spark
@@ -110,7 +112,7 @@ def dowhy_runs(path: Path, replicates: int) -> dict[str, dict]:
     return out
 
 
-def whybatch_warm(ds, data_dir: Path, replicates: int) -> dict[str, dict]:
+def whybatch_warm(ds, data_dir: Path, replicates: int, warm_runs: int = 2) -> dict[str, dict]:
     """``estimate_study`` per estimator on a started session, the file read once before."""
     from pyspark.sql import functions as F
 
@@ -125,12 +127,15 @@ def whybatch_warm(ds, data_dir: Path, replicates: int) -> dict[str, dict]:
         df = spark.read.parquet(str(ds.path))
         df.agg(*[F.sum(x) for x in df.columns]).collect()
     print(f"whybatch: first read of the file {c.wall:.1f} s (not counted)")
-    small = numpy_dataset(20_000, data_dir, seed=8, log=lambda *_: None)
+    other = numpy_dataset(ds.rows, data_dir, seed=8, log=lambda *_: None)
     with Clock() as c:
-        for name, text in WHYBATCH_ESTIMATORS.items():
-            estimate_study(spark, parse_spec(study_yaml(small, f"warmup_{name}", f"[{text}]", replicates)), Interval())
-    print(f"whybatch: warm-up studies on other data (20,000 rows, seed 8) {c.wall:.1f} s (not counted): the "
-          "JVM's first aggregations compile and JIT Spark's code, as in a session that has run a study before")
+        for _ in range(warm_runs):
+            for name, text in WHYBATCH_ESTIMATORS.items():
+                estimate_study(spark, parse_spec(study_yaml(other, f"warmup_{name}", f"[{text}]", replicates)),
+                               Interval())
+    print(f"whybatch: warm-up, both studies {warm_runs}x on other data ({ds.rows:,} rows, seed 8) {c.wall:.1f} s "
+          "(not counted): Spark generates and the JIT compiles their code, as in a session that has run the "
+          "studies before")
     out = {}
     for name, text in WHYBATCH_ESTIMATORS.items():
         spec = parse_spec(study_yaml(ds, f"bench_vs_dowhy_{name}", f"[{text}]", replicates))
@@ -228,6 +233,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--skip-dowhy", action="store_true", help="whybatch only (quick runs)")
     ap.add_argument("--skip-cli", action="store_true", help="no fresh `whybatch run` subprocess")
+    ap.add_argument("--warm-runs", type=int, default=2,
+                    help="times both studies run on other data of the same size before the timed runs")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -235,7 +242,7 @@ def main() -> None:
     print(f"engine code: {code_facts()}")
     ds = numpy_dataset(args.rows, args.data_dir, seed=args.seed)
     dowhy = None if args.skip_dowhy else dowhy_runs(ds.path, args.replicates)
-    warm = whybatch_warm(ds, ds.path.parent, args.replicates)
+    warm = whybatch_warm(ds, ds.path.parent, args.replicates, args.warm_runs)
     cli = None if args.skip_cli else whybatch_cli(ds, ds.path.parent, args.replicates)
     report(args.rows, args.replicates, dowhy, warm, cli)
     check(dowhy, warm, cli)

@@ -57,31 +57,33 @@ def _rewrite(e: Expr, names: dict[Expr, str]) -> Expr:
     return e
 
 
-def eliminate(frame: DataFrame, exprs: Sequence[Expr],
-              compile_expr: Callable[[Expr], Column]) -> tuple[DataFrame, list[Column]]:
-    """Project repeated subtrees of ``exprs`` as ``__cse<i>`` columns; return the frame and
-    the compiled expressions that use them.
-
-    One ``withColumns`` per nesting level (a projected subtree may use the ones below
-    it): a handful of projections whatever the number of subtrees, each new DataFrame
-    costing the driver an analysis of the plan."""
+def plan(exprs: Sequence[Expr]) -> tuple[list[list[tuple[str, Expr]]], list[Expr]]:
+    """The projections and the rewritten expressions: ``levels[k]`` lists the
+    ``(__cse<i>, subtree)`` columns of the k-th projection, each subtree rewritten to use
+    the columns of the levels below; then ``exprs`` rewritten to use all of them. One
+    projection per nesting level, so a handful whatever the number of subtrees."""
     _, seen = _sizes(exprs)
     repeated = sorted((e for e, n in seen.items() if n > 1), key=_tree_size)
-    names: dict[Expr, str] = {}
     level: dict[Expr, int] = {}
     for sub in repeated:  # smaller first: every repeated subtree inside it has its level
-        inner = [level[e] for e in _repeated_inside(sub, level)]
-        level[sub] = 1 + max(inner, default=0)
+        level[sub] = 1 + max((level[e] for e in _repeated_inside(sub, level)), default=0)
+    names: dict[Expr, str] = {}
+    levels = []
     for depth in sorted(set(level.values())):
-        batch = {}
-        for i, sub in enumerate(repeated):
-            if level[sub] == depth:
-                batch[f"__cse{i}"] = compile_expr(_rewrite(sub, names))
-        frame = frame.withColumns(batch)
-        for i, sub in enumerate(repeated):
-            if level[sub] == depth:
-                names[sub] = f"__cse{i}"
-    return frame, [compile_expr(_rewrite(e, names)) for e in exprs]
+        batch = [(f"__cse{i}", _rewrite(sub, names)) for i, sub in enumerate(repeated) if level[sub] == depth]
+        names.update((sub, f"__cse{i}") for i, sub in enumerate(repeated) if level[sub] == depth)
+        levels.append(batch)
+    return levels, [_rewrite(e, names) for e in exprs]
+
+
+def eliminate(frame: DataFrame, exprs: Sequence[Expr],
+              compile_expr: Callable[[Expr], Column]) -> tuple[DataFrame, list[Column]]:
+    """Project repeated subtrees of ``exprs`` as ``__cse<i>`` columns (one ``withColumns``
+    per level of :func:`plan`); return the frame and the compiled expressions using them."""
+    levels, rewritten = plan(exprs)
+    for batch in levels:
+        frame = frame.withColumns({name: compile_expr(sub) for name, sub in batch})
+    return frame, [compile_expr(e) for e in rewritten]
 
 
 def _repeated_inside(e: Expr, known: dict[Expr, int]) -> list[Expr]:

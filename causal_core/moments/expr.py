@@ -25,6 +25,15 @@ _COMPARE = ("<", "<=", ">", ">=", "==", "!=")
 class Expr:
     """Base class: arithmetic operators build :class:`BinOp` nodes."""
 
+    def _cached_hash(self) -> int:
+        """The structural hash, computed once per node (trees are immutable, and a hash
+        recomputed from the fields would walk the whole subtree on every dict lookup)."""
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((type(self).__name__, *(getattr(self, f) for f in self.__dataclass_fields__)))
+            object.__setattr__(self, "_hash", h)
+        return h
+
     def __add__(self, other: object) -> Expr:
         return BinOp("+", self, as_expr(other))
 
@@ -98,6 +107,8 @@ class BinOp(Expr):
         if self.op not in _BINARY:
             raise ValueError(f"unknown operator {self.op!r}; expected one of {_BINARY}")
 
+    __hash__ = Expr._cached_hash
+
 
 @dataclass(frozen=True, eq=True)
 class Func(Expr):
@@ -109,6 +120,8 @@ class Func(Expr):
     def __post_init__(self) -> None:
         if self.fn not in _FUNCS:
             raise ValueError(f"unknown function {self.fn!r}; expected one of {_FUNCS}")
+
+    __hash__ = Expr._cached_hash
 
 
 @dataclass(frozen=True, eq=True)
@@ -122,6 +135,8 @@ class Compare(Expr):
     def __post_init__(self) -> None:
         if self.op not in _COMPARE:
             raise ValueError(f"unknown comparison {self.op!r}; expected one of {_COMPARE}")
+
+    __hash__ = Expr._cached_hash
 
 
 @dataclass(frozen=True, eq=True)

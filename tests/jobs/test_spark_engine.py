@@ -150,6 +150,20 @@ def test_totals_are_remembered_per_expression(bucketed):
     assert part.low[0] == full.low[0] and part.high[0] == full.high[0]
 
 
+def test_awkward_column_names_survive_the_sql_text(spark):
+    """Expressions are compiled to SQL text: braces, backticks and dots in column names
+    must reach Spark quoted."""
+    pdf = pd.DataFrame({"a{b}": [1.0, 2.0, 3.0, 4.0], "c`d": [0.5, 0.0, 2.0, 1.0], "e.f": [1.0, 1.0, 0.0, 0.0]})
+    pdf[BUCKET] = [0, 1, 1, 2]
+    exprs = [col("a{b}") * col("c`d"), col("e.f") + col("a{b}"), exp(col("c`d")) * exp(col("c`d"))]
+    engine = SparkMomentEngine(spark.createDataFrame(pdf), n_buckets=3, exact=False)
+    oracle = PandasMomentEngine(pdf, n_buckets=3)
+    assert_close(engine.bucket_sums(exprs), oracle.bucket_sums(exprs))
+    got, want = engine.totals(exprs, [col("a{b}")]), oracle.totals(exprs, [col("a{b}")])
+    assert_close(got.sums[None], want.sums[None])
+    assert (got.low[0], got.high[0]) == (1.0, 4.0)
+
+
 def test_totals_of_no_rows(bucketed):
     sdf, _ = bucketed
     for exact in (True, False):
