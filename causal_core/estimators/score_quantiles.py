@@ -1,6 +1,6 @@
 """Quantiles of the fitted linear predictor from cumulative counts, never from rows.
 
-An engine only returns sums, so a quantile is located by counting: a coarse grid of
+An engine returns sums (and extremes), never rows, so a quantile is located by counting: a coarse grid of
 thresholds on ``eta = x'b`` (``sum 1[eta <= t]``, optionally weighted by an arm
 indicator) finds the grid cell holding it, and a second pass with ``FINE_STEPS``
 thresholds inside that cell narrows it down — a two-level histogram, the idea of
@@ -60,14 +60,12 @@ def _cell(grid: np.ndarray, j: int) -> tuple[float, float]:
     return lo, hi
 
 
-def _refine(engine, eta: Expr, requests: Sequence[QuantileRequest],
-            extra: Sequence[Expr] = ()) -> tuple[list[tuple[np.ndarray, np.ndarray, int]], np.ndarray]:
-    """One pass: per request, the grid (lo, fine..., hi) around its coarse cell, the
-    cumulative counts on it (NaN at an infinite end) and the index k of its fine cell;
-    and the totals of ``extra`` expressions riding on the same pass."""
+def _refine(engine, eta: Expr, requests: Sequence[QuantileRequest]) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """One pass (``FINE_STEPS - 1`` thresholds inside each request's coarse cell): per
+    request, the grid (lo, fine..., hi) around its coarse cell, the cumulative counts on it
+    and the index k of its fine cell. A quantile beyond the coarse grid (below 1e-4 or
+    above 1 - 1e-4 on the propensity scale) gets an infinite end."""
     batch, plans = MomentBatch(), []
-    if extra:
-        batch.add("extra", list(extra))
     for i, r in enumerate(requests):
         j = _first_reaching(r.counts, r.prob * r.total, r.prob)
         lo, hi = _cell(COARSE_GRID, j)
@@ -87,20 +85,7 @@ def _refine(engine, eta: Expr, requests: Sequence[QuantileRequest],
             continue
         counts = np.concatenate(([ends[0]], np.atleast_1d(sums.total_vector(f"q{i}")), [ends[1]]))
         out.append((grid, counts, _first_reaching(counts[1:-1], r.prob * r.total, r.prob)))
-    return out, (sums.total_vector("extra") if extra else np.zeros(0))
-
-
-def refine_quantiles(engine, eta: Expr, requests: Sequence[QuantileRequest],
-                     extra: Sequence[Expr] = ()) -> tuple[list[tuple[float, float]], np.ndarray]:
-    """For each request, an interval ``(lo, hi]`` of the logit scale holding the quantile,
-    and the totals of the ``extra`` expressions summed on the same pass.
-
-    One engine pass: ``FINE_STEPS - 1`` thresholds inside each request's coarse cell.
-    A quantile beyond the coarse grid (propensity below 1e-4 or above 1 - 1e-4) gets an
-    infinite end.
-    """
-    found, totals = _refine(engine, eta, requests, extra)
-    return [(float(grid[k]), float(grid[k + 1])) for grid, _, k in found], totals
+    return out
 
 
 def eta_quantiles(engine, eta: Expr, probs: Sequence[float], weight: Expr | None = None) -> list[float]:
@@ -112,7 +97,7 @@ def eta_quantiles(engine, eta: Expr, probs: Sequence[float], weight: Expr | None
     sums = batch.run_totals(engine)[0]
     total, counts = sums.total("total"), sums.total_vector("cdf")
     out = []
-    found, _ = _refine(engine, eta, [QuantileRequest(weight, total, counts, p) for p in probs])
+    found = _refine(engine, eta, [QuantileRequest(weight, total, counts, p) for p in probs])
     for p, (grid, cum, k) in zip(probs, found):
         lo, hi = grid[k], grid[k + 1]
         if not (np.isfinite(lo) and np.isfinite(hi)):
