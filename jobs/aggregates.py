@@ -23,6 +23,16 @@ def collect_small(df: DataFrame, max_rows: int = MAX_ROWS, what: str = "aggregat
     return rows
 
 
+def collect_bounded(df: DataFrame, max_rows: int, what: str = "aggregate") -> list[Row]:
+    """Collect an aggregate grouped by ids that are bounded by construction (bucket ids in
+    [0, K)): no ``limit`` — which makes Spark run the query as several jobs, one more
+    partition at a time — only the check that the bound held."""
+    rows = df.collect()
+    if len(rows) > max_rows:
+        raise DataCheckError(f"{what}: {len(rows)} rows came back where at most {max_rows} can; this is a bug")
+    return rows
+
+
 def collect_one(df: DataFrame, what: str = "aggregate") -> Row:
     rows = collect_small(df, 1, what)
     if not rows:

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pyspark.sql import Column, DataFrame, Row
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from causal_core.errors import DataCheckError, EstimationError, SpecError
 from causal_core.moments.engine import UNIT
 from causal_core.spec import StudySpec
-from jobs.aggregates import collect_one, collect_small
+from jobs.aggregates import collect_bounded, collect_one, collect_small
 
 MAX_LEVELS = 200
 _NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType,
@@ -56,6 +56,7 @@ class ModelFrame:
     sources: Mapping[str, str] = field(default_factory=dict)  # model column -> graph variable it encodes
     bucketing: str = "unit"  # "unit", "row values", or "row values and copy index"
     treatment_seen: tuple = ()  # up to 3 distinct treatment values, for messages
+    cache: DataFrame | None = None  # what build_model_frame persisted (df reads it)
 
     def without_variable(self, variable: str) -> ModelFrame:
         """The same frame with the model columns that encode ``variable`` left out of the covariates
@@ -64,50 +65,92 @@ class ModelFrame:
 
         return replace(self, covariates=tuple(c for c in self.covariates if self.sources.get(c) != variable))
 
+    def release(self) -> None:
+        """Unpersist the cached rows (every frame derived from this one reads them)."""
+        (self.cache if self.cache is not None else self.df).unpersist()
+
 
 def _is_numeric(df: DataFrame, name: str) -> bool:
     return isinstance(df.schema[name].dataType, _NUMERIC)
 
 
-def handle_nulls(df: DataFrame, columns: Sequence[str], policy: str,
-                 facts: Sequence[Column] = ()) -> tuple[DataFrame, int, int, Row]:
-    """Drop rows with a null in ``columns`` (reporting the count) or fail, per ``data.nulls``.
+KEEP, NULL_ROW = "__keep", "__null_row"  # flags of the cached frame: kept by the study / has a null
 
-    ``facts`` are functions from the keep-row condition to aggregate columns over the kept
-    rows (:func:`treatment_facts`); they ride on the same pass and come back as the last item.
-    """
-    any_null = F.lit(False)
+
+def _any_null(columns: Sequence[str]) -> Column:
+    out = F.lit(False)
     for c in columns:
-        any_null = any_null | F.col(c).isNull()
-    row = collect_one(df.agg(F.count(F.lit(1)).alias("n"), F.sum(any_null.cast("long")).alias("nulls"),
-                             *[f(~any_null) for f in facts]), "null count")
-    n, nulls = int(row["n"]), int(row["nulls"] or 0)
+        out = out | F.col(c).isNull()
+    return out
+
+
+def _facts(model: DataFrame, n_buckets: int) -> tuple[dict[str, Any], np.ndarray]:
+    """The preparation pass: per bucket, rows, rows with a null, kept rows and what tells a
+    constant, binary or other treatment among them; summed (min / max taken) on the driver.
+    The groupBy fills the frame's cache, so the table is read once for all of it."""
+    from causal_core.moments.engine import BUCKET
+
+    kept, t = F.col(KEEP), F.col("__t")
+    rows = collect_bounded(model.groupBy(BUCKET).agg(
+        F.count(F.lit(1)).alias("n"), F.sum(F.col(NULL_ROW).cast("long")).alias("nulls"),
+        F.sum(kept.cast("long")).alias("kept"), F.min(F.when(kept, t)).alias("t_min"),
+        F.max(F.when(kept, t)).alias("t_max"),
+        F.sum((kept & ~t.isin(0.0, 1.0)).cast("long")).alias("t_not01")), n_buckets, "rows per bucket")
+    counts = np.zeros(n_buckets)
+    for r in rows:
+        counts[r[BUCKET]] = r["kept"]
+    low = [r["t_min"] for r in rows if r["t_min"] is not None]
+    high = [r["t_max"] for r in rows if r["t_max"] is not None]
+    return {"n": sum(r["n"] for r in rows), "nulls": sum(r["nulls"] or 0 for r in rows),
+            "kept": int(counts.sum()), "t_not01": sum(r["t_not01"] or 0 for r in rows),
+            "t_min": min(low) if low else None, "t_max": max(high) if high else None}, counts
+
+
+def _check_rows(raw: DataFrame, columns: Sequence[str], policy: str, facts: dict[str, Any]) -> None:
+    """Empty selections, and nulls per ``data.nulls``: dropped (counted) or an error."""
+    n, nulls = facts["n"], facts["nulls"]
     if n == 0:
         raise DataCheckError("the selection is empty: no rows in the requested interval and filter")
     if nulls and policy == "fail":
-        per_col = collect_one(df.agg(*[F.sum(F.col(c).isNull().cast("long")).alias(c) for c in columns]),
+        per_col = collect_one(raw.agg(*[F.sum(F.col(c).isNull().cast("long")).alias(c) for c in columns]),
                               "null count per column")
         bad = {c: int(per_col[c]) for c in columns if per_col[c]}
         raise DataCheckError(f"{nulls} of {n} rows have nulls in needed columns {bad} and data.nulls is 'fail'")
-    if nulls:
-        df = df.where(~any_null)
-        if nulls == n:
-            raise DataCheckError(f"every one of the {n} rows has a null in a needed column {list(columns)}")
-    return df, n - nulls, nulls, row
+    if nulls == n:
+        raise DataCheckError(f"every one of the {n} rows has a null in a needed column {list(columns)}")
 
 
-def treatment_facts(df: DataFrame, spec: StudySpec, treated: Any, control: Any) -> list:
-    """Aggregates over the kept rows that tell a constant, binary or other treatment and
-    whether a contrast's values occur: they ride on the null-count pass."""
-    t = F.col(spec.treatment[0])
-    facts = [lambda keep: F.min(F.when(keep, t)).alias("t_min"), lambda keep: F.max(F.when(keep, t)).alias("t_max")]
-    if _is_numeric(df, spec.treatment[0]) or isinstance(df.schema[spec.treatment[0]].dataType, T.BooleanType):
-        other = ~t.cast("double").isin(0.0, 1.0)
-        facts.append(lambda keep: F.sum((keep & other).cast("long")).alias("t_not01"))
-    if not spec.treatment_values.natural:
-        for v, role in ((treated, "treated"), (control, "control")):
-            facts.append(lambda keep, v=v, role=role: F.max((keep & (t == F.lit(v))).cast("int")).alias(role))
-    return facts
+def _values_seen(raw: DataFrame, column: str, complete: Column) -> list:
+    """A few distinct values of ``column`` among the complete rows (for messages)."""
+    return [r[0] for r in collect_small(raw.where(complete).select(column).distinct().limit(5), 5,
+                                        f"values of {column}")]
+
+
+def _check_treatment(raw: DataFrame, spec: StudySpec, treated: Any, control: Any, binary_needed: bool,
+                     facts: dict[str, Any], complete: Column) -> tuple[bool, tuple]:
+    """A constant or, where a binary one is needed, non-binary treatment, or a contrast
+    value that does not occur: an error naming the values seen. Returns (binary, seen)."""
+    t = spec.treatment[0]
+    if spec.treatment_values.natural:
+        values = [facts["t_min"], facts["t_max"]]
+        if facts["t_min"] == facts["t_max"]:
+            raise DataCheckError(f"treatment {t!r} is constant ({values[0]}) in the selection; "
+                                 "there is nothing to compare")
+        binary = facts["t_not01"] == 0
+        if binary_needed and not binary:
+            raise EstimationError(f"treatment {t!r} is not binary (values include {values}); "
+                                  "set treatment_values to choose a treated and a control value")
+        return binary, tuple(values)
+    present = {"treated": facts["t_max"] == 1.0, "control": facts["t_min"] == 0.0}
+    for v, role in ((treated, "treated"), (control, "control")):
+        if not present[role]:
+            seen = _values_seen(raw, t, complete)
+            if len(set(seen)) == 1:
+                raise DataCheckError(f"treatment {t!r} is constant ({seen[0]}) in the selection; "
+                                     "there is nothing to compare")
+            raise DataCheckError(f"treatment_values.{role} {v!r} does not occur in column {t!r} "
+                                 f"(some values seen: {seen})")
+    return True, (treated, control)
 
 
 def not_binary_reason(model: ModelFrame) -> str:
@@ -116,34 +159,17 @@ def not_binary_reason(model: ModelFrame) -> str:
             f"{list(model.treatment_seen)}); set treatment_values to choose a treated and a control value")
 
 
-def treatment_column(df: DataFrame, spec: StudySpec, treated: Any, control: Any,
-                     binary_needed: bool, facts: Row) -> tuple[DataFrame, Column, bool, tuple]:
-    """Code the treatment: 1/0 for a (treated, control) contrast, else its own number.
-
-    Rows with other treatment values are left out of a contrast (other arms of an
-    experiment). A constant or, where a binary one is needed, non-binary treatment is an
-    error naming the values seen. ``facts`` are the :func:`treatment_facts` aggregates.
-    """
+def treatment_column(df: DataFrame, spec: StudySpec, treated: Any, control: Any) -> tuple[Column, Column]:
+    """The coded treatment and which rows it keeps: 1/0 for a (treated, control) contrast,
+    whose other rows (other arms of an experiment) are left out; else its own number."""
     t = spec.treatment[0]
-    values = [facts["t_min"], facts["t_max"]]
-    if facts["t_min"] == facts["t_max"]:
-        raise DataCheckError(f"treatment {t!r} is constant ({values[0]}) in the selection; "
-                             "there is nothing to compare")
-    binary = "t_not01" in facts.asDict() and facts["t_not01"] == 0
     if spec.treatment_values.natural:
         if not _is_numeric(df, t):
-            raise SpecError(f"treatment {t!r} is not numeric (values {values[:5]}); give treatment_values "
+            seen = _values_seen(df, t, F.col(t).isNotNull())
+            raise SpecError(f"treatment {t!r} is not numeric (values {seen}); give treatment_values "
                             "(treated/control or arms)", (("treatment_values", "required"),))
-        if binary_needed and not binary:
-            raise EstimationError(f"treatment {t!r} is not binary (values include {values}); "
-                                  "set treatment_values to choose a treated and a control value")
-        return df, F.col(t).cast("double"), binary, tuple(values)
-    for v, role in ((treated, "treated"), (control, "control")):
-        if not facts[role]:
-            raise DataCheckError(f"treatment_values.{role} {v!r} does not occur in column {t!r} "
-                                 f"(some values seen: {values})")
-    df = df.where(F.col(t).isin([treated, control]))
-    return df, F.when(F.col(t) == F.lit(treated), 1.0).otherwise(0.0), True, (treated, control)
+        return F.col(t).cast("double"), F.lit(True)
+    return F.when(F.col(t) == F.lit(treated), 1.0).otherwise(0.0), F.col(t).isin([treated, control])
 
 
 def encode_terms(df: DataFrame, spec: StudySpec, variable: str) -> list[tuple[str, Column]]:
@@ -170,32 +196,18 @@ def encode_terms(df: DataFrame, spec: StudySpec, variable: str) -> list[tuple[st
 DUPLICATE_DISPERSION = 1.25
 
 
-def _bucket_rows(frame: DataFrame, n_buckets: int) -> tuple[DataFrame, str, int]:
-    """Bucket rows without a unit id: by their values, or — when identical rows are common
-    enough that sharing a bucket would act as clusters and widen the bucket bootstrap
-    (discrete data) — by their values and a copy index. One pass counts rows per bucket."""
-    from causal_core.moments.engine import BUCKET
-    from jobs.spark_engine import duplicate_dispersion, with_buckets
-
-    model = with_buckets(frame, n_buckets).persist()  # the count below fills the cache
-    rows = collect_small(model.groupBy(BUCKET).count(), n_buckets, "rows per bucket")
-    counts = np.zeros(n_buckets)
-    for bucket, count in rows:
-        counts[bucket] = count
-    if duplicate_dispersion(counts) <= DUPLICATE_DISPERSION:
-        return model, "row values", int(counts.sum())
-    model.unpersist()
-    return with_buckets(frame, n_buckets, copies=True).persist(), "row values and copy index", int(counts.sum())
-
-
 def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: ModelRequest, *,
                       treated: Any, control: Any, binary_needed: bool, n_buckets: int) -> ModelFrame:
     """Code, encode, drop nulls and bucket: the frame every estimator of one contrast uses.
 
-    The frame comes back persisted (its row or bucket count fills the cache, so the
-    estimators' first pass reads the cache instead of the table); the caller unpersists.
+    One pass over the table: the coded frame — every selected row, flagged as kept or not
+    (a null in a needed column, or outside the contrast) — is cached, and the groupBy that
+    fills the cache counts rows, nulls and kept rows per bucket and the treatment facts the
+    checks need. The frame comes back as the kept rows of that cache; the caller releases
+    it (:meth:`ModelFrame.release`). Rows without a unit id whose values repeat enough to
+    pile into buckets are re-bucketed with a copy index (see :func:`with_buckets`).
     """
-    from jobs.spark_engine import with_buckets
+    from jobs.spark_engine import duplicate_dispersion, with_buckets
 
     raw_needed = list(dict.fromkeys((*spec.treatment, metric, *request.covariates, *request.mediators,
                                      *request.instruments, *request.discrete, *spec.segments)
@@ -203,37 +215,44 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
     df = df.select(*raw_needed)
     if len(spec.treatment) > 1:
         raise EstimationError(f"estimation needs one treatment column; the study names {list(spec.treatment)}")
-    df, n_rows, dropped, facts = handle_nulls(df, raw_needed, spec.data.nulls,
-                                              treatment_facts(df, spec, treated, control))
-    df, t_col, binary, seen = treatment_column(df, spec, treated, control, binary_needed, facts)
+    t_col, in_contrast = treatment_column(df, spec, treated, control)
     if not _is_numeric(df, metric):
         raise EstimationError(f"outcome {metric!r} is not numeric ({df.schema[metric].dataType.simpleString()})")
+    complete = ~_any_null(raw_needed)
+    keep = complete & in_contrast
     cols: list[Column] = [t_col.alias("__t"), F.col(metric).cast("double").alias("__y")]
     labels = {"__t": spec.treatment[0], "__y": metric}
     names: dict[str, list[str]] = {"x": [], "m": [], "z": []}
     sources: dict[str, str] = {}
     for prefix, variables in (("x", request.covariates), ("m", request.mediators), ("z", request.instruments)):
         for v in variables:
-            for label, expr in encode_terms(df, spec, v):
+            for label, expr in encode_terms(df.where(keep), spec, v):
                 name = f"__{prefix}{len(names[prefix])}"
                 names[prefix].append(name)
                 labels[name] = label
                 sources[name] = v
                 cols.append(expr.alias(name))
-    keep = list(dict.fromkeys((*request.discrete, *spec.segments)))
-    cols += [F.col(c) for c in keep]
+    cols += [F.col(c) for c in dict.fromkeys((*request.discrete, *spec.segments))]
     if spec.data.unit_id:
         cols.append(F.col(spec.data.unit_id).alias(UNIT))
-    frame = df.select(*cols)
-    if spec.data.unit_id:
-        model, bucketing = with_buckets(frame, n_buckets, UNIT).persist(), "unit"
-        n_contrast = n_rows if spec.treatment_values.natural else \
-            int(collect_one(model.agg(F.count(F.lit(1)).alias("n")), "row count")["n"])
-    else:
-        model, bucketing, n_contrast = _bucket_rows(frame, n_buckets)
+    frame = df.select(*cols, keep.alias(KEEP), (~complete).alias(NULL_ROW))
+    unit = UNIT if spec.data.unit_id else None
+    cached = with_buckets(frame, n_buckets, unit, flags=(KEEP, NULL_ROW)).persist()
+    try:
+        facts, counts = _facts(cached, n_buckets)
+        _check_rows(df, raw_needed, spec.data.nulls, facts)
+        binary, seen = _check_treatment(df, spec, treated, control, binary_needed, facts, complete)
+    except Exception:
+        cached.unpersist()
+        raise
+    model, bucketing = cached.where(F.col(KEEP)).drop(KEEP, NULL_ROW), ("unit" if unit else "row values")
+    if unit is None and duplicate_dispersion(counts) > DUPLICATE_DISPERSION:
+        cached.unpersist()
+        kept = frame.where(F.col(KEEP)).drop(KEEP, NULL_ROW)
+        model = cached = with_buckets(kept, n_buckets, copies=True).persist()
+        bucketing = "row values and copy index"
     return ModelFrame(df=model, treatment="__t", outcome="__y", covariates=tuple(names["x"]),
                       mediators=tuple(names["m"]), instruments=tuple(names["z"]), discrete=tuple(request.discrete),
-                      labels=labels, n_rows=n_contrast, dropped_nulls=dropped, binary_treatment=binary,
+                      labels=labels, n_rows=facts["kept"], dropped_nulls=facts["nulls"], binary_treatment=binary,
                       treated_value=treated, control_value=control, sources=sources, bucketing=bucketing,
-                      treatment_seen=seen)
-
+                      treatment_seen=seen, cache=cached)

@@ -212,7 +212,7 @@ def _fit_group(spark: SparkSession, spec: StudySpec, interval: Interval, metric:
             slots[i] = [_fit(es, strategy, spec, m, metric, s, engine, name).to_dict()
                         for (name, m), engine, s in zip(parts, engines, seed.spawn(len(parts)))]
     finally:
-        model.df.unpersist()
+        model.release()
     return model.n_rows
 
 

@@ -43,7 +43,7 @@ COPY = "__copy"
 
 
 def with_buckets(df: DataFrame, n_buckets: int, unit_column: str | None = None, salt: str = "whybatch", *,
-                 copies: bool = False) -> DataFrame:
+                 copies: bool = False, flags: Sequence[str] = ()) -> DataFrame:
     """Add ``__bucket = pmod(xxhash64(unit, salt), K)``, and ``__unit`` when a unit is given.
 
     Without a unit the hash covers every column of the row, so the bucket is a function of
@@ -51,6 +51,8 @@ def with_buckets(df: DataFrame, n_buckets: int, unit_column: str | None = None, 
     bucket; ``copies=True`` numbers the copies of each distinct row (``__copy``, 1..c, by a
     window over all columns: a shuffle) and hashes that too, so each copy is a unit of
     its own — still independent of the partitioning, since copies are interchangeable.
+    ``flags`` are bookkeeping columns (which rows a study keeps), not row values: the hash
+    leaves them out, so a row's bucket does not depend on them.
     """
     if n_buckets < 1:
         raise ValueError(f"n_buckets must be >= 1, got {n_buckets}")
@@ -60,7 +62,7 @@ def with_buckets(df: DataFrame, n_buckets: int, unit_column: str | None = None, 
         df = df if unit_column == UNIT else df.withColumn(UNIT, q(unit_column))
         h = F.xxhash64(q(UNIT), F.lit(salt))
     else:
-        values = [q(c) for c in df.columns if c != COPY]
+        values = [q(c) for c in df.columns if c != COPY and c not in flags]
         if copies:
             from pyspark.sql import Window
 
@@ -79,8 +81,12 @@ def duplicate_dispersion(bucket_counts: np.ndarray) -> float:
 
 
 def collect_arrow(df: DataFrame, max_rows: int, what: str):
-    """Collect a small aggregate as an Arrow table; refuse more than ``max_rows`` rows."""
-    table = df.limit(int(max_rows) + 1).toArrow()
+    """Collect a small aggregate as an Arrow table; refuse more than ``max_rows`` rows.
+
+    The engine's aggregates are grouped by ids in ``[0, max_rows)`` by construction, so no
+    ``limit`` (which runs a query as several jobs, one more partition at a time), only the
+    check that the bound held."""
+    table = df.toArrow()
     if table.num_rows > max_rows:
         raise DataCheckError(f"{what}: more than {max_rows} rows would reach the driver; this is a bug")
     return table

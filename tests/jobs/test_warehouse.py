@@ -76,6 +76,26 @@ def test_nulls_dropped_with_count_or_fail(spark, table):
                           ModelRequest(covariates=("x",)), treated=1, control=0, binary_needed=True, n_buckets=16)
 
 
+def test_preparation_reads_the_table_once_and_caches_only_what_it_read(spark, table, monkeypatch):
+    """Null counts, treatment checks and rows per bucket come from the one query that fills
+    the cache (the only action on the table); the model frame is the kept rows of that cache."""
+    spec = spec_for(table)
+    raw = read_study_frame(spark, spec, ["t", "y", "x", "uid"])
+    actions = []
+    for name in ("collect", "count", "toArrow", "toPandas"):
+        original = getattr(type(raw), name)
+        monkeypatch.setattr(type(raw), name, lambda self, *a, _f=original, _n=name, **k: (actions.append(_n),
+                                                                                          _f(self, *a, **k))[1])
+    model = build_model_frame(raw, spec, "y", ModelRequest(covariates=("x",)), treated=1, control=0,
+                              binary_needed=True, n_buckets=16)
+    assert actions == ["collect"]
+    monkeypatch.undo()
+    assert model.dropped_nulls == 1 and model.n_rows == 59 and model.df.count() == 59
+    assert "__keep" not in model.df.columns and model.cache.is_cached
+    model.release()
+    assert not model.cache.is_cached
+
+
 def test_treatment_errors(spark, table):
     spec = spec_for(table)
     raw = read_study_frame(spark, spec, ["t", "y", "x", "uid"], start="2026-11-01", end="2026-11-02")
