@@ -66,8 +66,9 @@ class ModelFrame:
         return replace(self, covariates=tuple(c for c in self.covariates if self.sources.get(c) != variable))
 
     def release(self) -> None:
-        """Unpersist the cached rows (every frame derived from this one reads them)."""
-        (self.cache if self.cache is not None else self.df).unpersist()
+        """Unpersist the cached rows (every frame derived from this one reads them), waiting until
+        their blocks are freed so that the next study starts with the memory back."""
+        (self.cache if self.cache is not None else self.df).unpersist(blocking=True)
 
 
 def _is_numeric(df: DataFrame, name: str) -> bool:
