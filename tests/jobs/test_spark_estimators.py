@@ -137,3 +137,15 @@ def test_estimators_sharing_an_engine_compute_their_common_pass_once(spark):
     # ipw and aipw reuse ols's first pass, and aipw every Newton pass of ipw's propensity fit
     newton = results["aipw"].diagnostics["propensity_iterations"]
     assert newton >= 2 and shared.jobs == alone_jobs - 2 - newton
+
+
+def test_card_iv_wooldridge_example_15_4_on_spark(spark):
+    """Card's return to schooling instrumented by college proximity (see test_iv) through
+    Spark: Wooldridge's printed .132 (.055), and the pandas engine's numbers."""
+    from tests.causal_core.test_iv import CARD_COVARIATES, card_frame
+
+    sdf, pdf = frames(spark, card_frame())
+    design = Design("educ", "lwage", CARD_COVARIATES, instruments=("nearc4",), target="late", strategy="iv")
+    got, want = both("iv", sdf, pdf, design, cov_type="nonrobust", bootstrap=BootstrapOptions(replicates=100, seed=3))
+    assert (round(got.estimate, 3), round(got.diagnostics["analytic_se"], 3)) == (0.132, 0.055)
+    assert_same(got, want)
