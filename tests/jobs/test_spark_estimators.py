@@ -149,3 +149,15 @@ def test_card_iv_wooldridge_example_15_4_on_spark(spark):
     got, want = both("iv", sdf, pdf, design, cov_type="nonrobust", bootstrap=BootstrapOptions(replicates=100, seed=3))
     assert (round(got.estimate, 3), round(got.diagnostics["analytic_se"], 3)) == (0.132, 0.055)
     assert_same(got, want)
+
+
+def test_nhefs_ipw_hernan_robins_on_spark(spark):
+    """Smoking cessation and weight gain by IP weighting (see test_ipw) through Spark:
+    the book's 3.44 kg, and the pandas engine's estimate, SE and bootstrap replicates."""
+    from tests.causal_core.test_ipw import nhefs_frame
+
+    sdf, pdf = frames(spark, nhefs_frame())
+    design = Design("a", "y", tuple(c for c in pdf.columns if c not in ("y", "a", "__bucket")))
+    got, want = both("ipw", sdf, pdf, design, bootstrap=BootstrapOptions(replicates=100, seed=4))
+    assert round(got.estimate, 2) == 3.44
+    assert_same(got, want)
