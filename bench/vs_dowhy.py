@@ -205,7 +205,7 @@ def report(rows: int, replicates: int, dowhy: dict | None, warm: dict, cli: dict
         diff = f"{abs(d['estimate'] - w['estimate']):.1e}" if d else "-"
         print(f"{name:<10}{de:>9}  {dci:<19}{w['estimate']:>9.5f}  {ci(w['ci']):<19}{diff:>9}")
 
-    print(f"\nTimes (wall seconds; CPU seconds in parentheses, whybatch CPU = Python + JVM):")
+    print("\nTimes (wall seconds; CPU seconds in parentheses, whybatch CPU = Python + JVM):")
     print(f"{'estimator':<10}{'DoWhy':>16}{'whybatch warm':>18}{'DoWhy / warm':>14}")
     total_d = total_w = total_dc = total_wc = 0.0
     for name, w in warm.items():

@@ -16,7 +16,6 @@ produces it) the inner ``x`` is a summation variable distinct from the free ``x`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from causal_core.errors import DataCheckError, EstimationError, IdentificationError, SpecError, WhybatchError
+from causal_core.errors import SpecError, WhybatchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="whybatch: causal effect estimation on warehouse data (plan, run, validate, demo).")
@@ -81,6 +81,9 @@ def run(study: Annotated[str, typer.Argument(help="study YAML path or name under
     from jobs.run import Interval, estimate_study, summarize, write_results
     from jobs.session import build_session
 
+    if tracking_uri:
+        err.print(f"[yellow]warning:[/] --tracking-uri {tracking_uri}: MLflow logging is not built yet; "
+                  "nothing is logged (results.json is still written)", highlight=False)
     try:
         spec = load_spec(_resolve_study(study))
         spark = build_session(profile)

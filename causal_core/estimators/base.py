@@ -8,11 +8,9 @@ same code runs on pandas and on Spark.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 
 from causal_core.errors import EstimationError
 
@@ -114,14 +112,3 @@ def get_estimator(name: str) -> type[Estimator]:
         return ESTIMATORS[name]
     except KeyError:
         raise EstimationError(f"unknown estimator {name!r}; valid names: {', '.join(sorted(ESTIMATORS))}") from None
-
-
-def make_rng_seeds(seed: int, n: int) -> list[np.random.SeedSequence]:
-    """Independent child seeds from one study seed (never reuse one int for every stream)."""
-    return np.random.SeedSequence(seed).spawn(n)
-
-
-def diagnostics_dict(**items: Any) -> Mapping[str, Any]:
-    return dict(items)
-
-

@@ -83,7 +83,6 @@ def _main_batch(design: Design, fit: LogisticFit, pw: PropensityWeights, near_bo
         aw = times(times(arm, pw.keep), pw.weight(a))
         batch.add(f"w2{a}", times(aw, pw.weight(a)))
         batch.add(f"wsx{a}", [times(aw, x) for x in covs])
-        batch.add(f"wsxx{a}", [times(aw, x * x) for x in covs])
         batch.add(f"kept{a}", times(arm, pw.keep))
         batch.add(f"clipped{a}", times(arm, lit(1.0) - pw.free))
         batch.add(f"near{a}", times(arm, pw.near_bounds(near_bound)))
@@ -178,7 +177,7 @@ def weighting_diagnostics(design: Design, fit: LogisticFit, sums: BucketMoments,
     n = np.array([n_arm[a] for a in ARMS])
     sx, sxx = (np.array([arms[a][k] for a in ARMS]) for k in (1, 2))
     wn = np.array([sums.total_vector("t")[0], sums.total_vector("t")[2]])
-    before, after = standardized_differences(n, sx, sxx, wn, tot("wsx"), tot("wsxx"))
+    before, after = standardized_differences(n, sx, sxx, wn, tot("wsx"))
     w2 = tot("w2")[:, 0]
     kept, clipped, near = tot("kept")[:, 0], tot("clipped")[:, 0], tot("near")[:, 0]
     max_after = float(np.max(np.abs(after))) if len(after) else 0.0

@@ -89,9 +89,5 @@ class BucketMoments:
         """An ``add_products`` block, summed over buckets and unpacked to m x m."""
         return unpack_symmetric(self.total_vector(name), m)
 
-    def symmetric_buckets(self, name: str, m: int) -> np.ndarray:
-        """An ``add_products`` block per bucket, unpacked to (K, m, m)."""
-        return unpack_symmetric(self.buckets(name), m)
-
     def total_vector(self, name: str) -> np.ndarray:
         return self.buckets(name).sum(axis=0)

@@ -118,11 +118,11 @@ def kish_ess(sum_w: float, sum_w2: float) -> float:
 
 
 def standardized_differences(n: np.ndarray, s1: np.ndarray, s2: np.ndarray,
-                             wn: np.ndarray, ws1: np.ndarray, ws2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                             wn: np.ndarray, ws1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Standardized mean differences (treated - control) before and after weighting.
 
     Inputs are per-arm moments indexed [arm1, arm0]: counts ``n`` (2,), sums ``s1`` and
-    sums of squares ``s2`` (2, q), and their weighted versions. Both use the unweighted
+    sums of squares ``s2`` (2, q), the sum of weights ``wn`` and weighted sums ``ws1``. Both use the unweighted
     pooled SD ``sqrt((s1^2 + s0^2) / 2)`` as denominator, so that weighting changes only
     the numerator (Austin & Stuart 2015, eq. 1-2; Austin 2009).
     """

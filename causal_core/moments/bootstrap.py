@@ -9,7 +9,6 @@ streams"); multinomial weights give Efron's bootstrap over buckets.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import numpy as np
 from scipy import stats
@@ -37,23 +36,6 @@ def bucket_weights(n_replicates: int, n_buckets: int, *, seed: int | np.random.S
 def replicate_moments(weights: np.ndarray, moments: np.ndarray) -> np.ndarray:
     """(B, m) replicate totals from (B, K) weights and a (K, m) per-bucket moment array."""
     return weights @ moments
-
-
-def replicate_statistics(weights: np.ndarray, moments: np.ndarray,
-                         statistic: Callable[[np.ndarray], float]) -> np.ndarray:
-    """Apply ``statistic`` (a function of the total moment vector) to every replicate.
-
-    Replicates whose statistic is undefined (a singular system in a tiny bucket draw)
-    come back as NaN and are dropped by the interval functions, which report how many.
-    """
-    totals = replicate_moments(weights, moments)
-    out = np.empty(len(totals))
-    for b, row in enumerate(totals):
-        try:
-            out[b] = statistic(row)
-        except (np.linalg.LinAlgError, ZeroDivisionError, FloatingPointError):
-            out[b] = np.nan
-    return out
 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
