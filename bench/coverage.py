@@ -126,9 +126,8 @@ def run_case(case: Case, reps: int, *, seed: int = 2024, replicates: int = 1000,
             "mean_analytic_se": se.mean(), "mean_bootstrap_se": boot_se.mean()}
 
 
-def coverage_table(cases: Sequence[str] | dict[str, Case], reps: int, **kwargs: Any) -> pd.DataFrame:
-    """One row per case (names of ``CASES``, or named cases)."""
-    cases = cases if isinstance(cases, dict) else {name: CASES[name] for name in cases}
+def coverage_table(cases: dict[str, Case], reps: int, **kwargs: Any) -> pd.DataFrame:
+    """One row per named case."""
     out = {}
     for name, case in cases.items():
         start = time.perf_counter()

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-
 from causal_core.errors import EstimationError
 
 TARGETS = ("ate", "att", "atc")

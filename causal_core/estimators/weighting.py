@@ -122,8 +122,8 @@ def standardized_differences(n: np.ndarray, s1: np.ndarray, s2: np.ndarray,
     """Standardized mean differences (treated - control) before and after weighting.
 
     Inputs are per-arm moments indexed [arm1, arm0]: counts ``n`` (2,), sums ``s1`` and
-    sums of squares ``s2`` (2, q), the sum of weights ``wn`` and weighted sums ``ws1``. Both use the unweighted
-    pooled SD ``sqrt((s1^2 + s0^2) / 2)`` as denominator, so that weighting changes only
+    sums of squares ``s2`` (2, q), sums of weights ``wn`` (2,) and weighted sums ``ws1``
+    (2, q). Both use the unweighted pooled SD ``sqrt((s1^2 + s0^2) / 2)`` as denominator, so that weighting changes only
     the numerator (Austin & Stuart 2015, eq. 1-2; Austin 2009).
     """
     mean = s1 / n[:, None]

@@ -9,7 +9,6 @@ streams"); multinomial weights give Efron's bootstrap over buckets.
 
 from __future__ import annotations
 
-
 import numpy as np
 from scipy import stats
 

