@@ -29,6 +29,7 @@ from causal_core.separators import (
     checked_query,
     connecting_path,
     d_separated,
+    effect_structure,
     format_path,
     known_names,
     list_minimal_separators,
@@ -65,14 +66,32 @@ def is_valid_adjustment(graph: CausalGraph, treatment: Names, outcome: Names, ad
     return d_separated(s.pbd, s.xs, s.ys, z)
 
 
-def _constraints(graph: CausalGraph, s: EffectStructure, include: Iterable[str], exclude: Iterable[str]):
+def check_constraints(
+    graph: CausalGraph, treatment: Names, outcome: Names, include: Iterable[str], exclude: Iterable[str]
+) -> tuple[frozenset[str], frozenset[str]]:
+    """``include`` and ``exclude`` as sets, after checking them (a :class:`GraphError` naming the variable).
+
+    Both must name observed covariates: not an unknown or latent variable, not a
+    treatment or outcome, not both lists at once; an included variable must also not be
+    forbidden (no valid adjustment set contains one, Perković et al. 2018, def. 3).
+    """
+    s = checked_query(graph, treatment, outcome)
+    return _checked(graph, s, include, exclude)
+
+
+def _checked(graph: CausalGraph, s: EffectStructure, include: Iterable[str] | str, exclude: Iterable[str] | str):
     inc = known_names(graph, include, "include")
     exc = known_names(graph, exclude, "exclude")
+    for what, names in (("include", inc), ("exclude", exc)):
+        for n in sorted(names):
+            if n in graph.latent:
+                raise GraphError(
+                    f"{what} names {n!r}, a latent variable; only observed variables can be {what}d"
+                )
+            if n in s.xs or n in s.ys:
+                role = "a treatment" if n in s.xs else "an outcome"
+                raise GraphError(f"{what} names {n!r}, which is {role}, not a covariate")
     for n in sorted(inc):
-        if n in graph.latent:
-            raise GraphError(f"include names {n!r}, a latent variable; only observed variables can be adjusted for")
-        if n in s.xs or n in s.ys:
-            raise GraphError(f"include names {n!r}, which is a treatment or outcome, not a covariate")
         if n in s.forbidden:
             raise GraphError(
                 f"include names {n!r}, which is forbidden: it is a descendant of a node on a causal path "
@@ -81,6 +100,11 @@ def _constraints(graph: CausalGraph, s: EffectStructure, include: Iterable[str],
     both = inc & exc
     if both:
         raise GraphError(f"variables {sorted(both)} are both included and excluded")
+    return inc, exc
+
+
+def _constraints(graph: CausalGraph, s: EffectStructure, include: Iterable[str], exclude: Iterable[str]):
+    inc, exc = _checked(graph, s, include, exclude)
     allowed = (s.observed - s.forbidden - s.ys) - exc
     return inc, allowed
 
@@ -143,41 +167,70 @@ def optimal_adjustment_set(graph: CausalGraph, treatment: Names, outcome: Names)
     In a DAG with Y ⊆ De(X), O is valid whenever any valid set exists and gives the
     smallest asymptotic variance among valid sets (their theorems 3.4 and 3.10; Rotnitzky
     & Smucler 2020 for non-parametric estimators). Latent variables are nodes of the
-    canonical DAG, so the theorem still applies when O happens to be observed; when O
-    contains a latent variable (including the latent parent of a bidirected edge into a
-    causal node) the optimal set is not given by this construction and ``None`` is
+    canonical DAG, so the theorem still applies when O happens to be observed. When O
+    contains a latent variable, O is taken in the canonical DAG of the latent projection
+    instead (Verma & Pearl 1990), where a latent variable that reaches no observed
+    variable but one causal node drops out: the proof of theorem 3.10 compares O with
+    each valid Z through m-separations among O, Z, X and Y only (their theorem 3.6),
+    and the projection keeps every m-separation among observed variables, so an
+    observed O there is optimal among the valid sets of observed variables. When O
+    still contains a latent variable (a latent parent of a causal node that also reaches
+    another observed variable, a bidirected edge into a causal node) ``None`` is
     returned with the reason. The result is always checked against the adjustment
     criterion before it is returned.
     """
-    s = checked_query(graph, treatment, outcome)
+    return _optimal(graph, checked_query(graph, treatment, outcome), frozenset())
+
+
+def _optimal(graph: CausalGraph, s: EffectStructure, excluded: frozenset[str]) -> OptimalSet:
+    """O(X, Y) for the query ``s`` of ``graph``; ``excluded`` are latent nodes the user excluded."""
     reached = s.cn | s.xs
     not_desc = sorted(s.ys - reached)
     if not_desc:
         return OptimalSet(
             None, f"Y is not a descendant of X: no causal path from the treatment reaches {', '.join(not_desc)}"
         )
-    o = {p for c in s.cn for p in s.dag.predecessors(c)} - s.forbidden
+    o = _pa_cn(s)
     hidden = sorted(o - s.observed)
+    how = "O(X,Y) = pa(cn) \\ forb"
     if hidden:
-        return OptimalSet(None, _latent_reason(s, hidden))
+        p = effect_structure(graph.projection(), tuple(sorted(s.xs)), tuple(sorted(s.ys)))
+        if _pa_cn(p) - p.observed:
+            return OptimalSet(None, _latent_reason(s, hidden, excluded))
+        o, s = _pa_cn(p), p
+        how += f" in the latent projection, without {_named(hidden, excluded)},"
     if not d_separated(s.pbd, s.xs, s.ys, o):
         return OptimalSet(
             None, f"O(X,Y) = {_braces(o)} is not a valid adjustment set, so no valid adjustment set exists"
         )
+    among = "valid adjustment sets" + (" that avoid the excluded variables" if excluded else "")
     return OptimalSet(
         tuple(o),
-        f"O(X,Y) = pa(cn) \\ forb = {_braces(o)}: valid, and of all valid adjustment sets the one with the "
-        "smallest asymptotic variance (Henckel, Perković & Maathuis 2022)",
+        f"{how} = {_braces(o)}: valid, and of all {among} the one with the smallest asymptotic variance "
+        "(Henckel, Perković & Maathuis 2022)",
     )
 
 
-def _latent_reason(s: EffectStructure, hidden: list[str]) -> str:
+def _pa_cn(s: EffectStructure) -> frozenset[str]:
+    return frozenset(p for c in s.cn for p in s.dag.predecessors(c)) - s.forbidden
+
+
+def _named(nodes: Iterable[str], excluded: frozenset[str]) -> str:
+    own = sorted(n for n in nodes if n not in excluded)
+    out = sorted(n for n in nodes if n in excluded)
+    parts = ([f"the latent {', '.join(own)}"] if own else []) + ([f"the excluded {', '.join(out)}"] if out else [])
+    return " and ".join(parts)
+
+
+def _latent_reason(s: EffectStructure, hidden: list[str], excluded: frozenset[str] = frozenset()) -> str:
     parts = []
     for h in hidden:
         kids = sorted(c for c in s.dag.successors(h) if c in s.cn)
         if h.startswith("U[") and s.dag.out_degree(h) == 2:
             a, b = sorted(s.dag.successors(h))
             parts.append(f"the bidirected edge {a} <-> {b} into the causal node {', '.join(kids)}")
+        elif h in excluded:
+            parts.append(f"the excluded variable {h} (a parent of {', '.join(kids)})")
         else:
             parts.append(f"the latent variable {h} (a parent of {', '.join(kids)})")
     return (
@@ -205,11 +258,15 @@ def _largest(s: EffectStructure, inc: frozenset[str], allowed: frozenset[str]) -
 
 @dataclass(frozen=True)
 class AdjustmentResult:
-    """Every adjustment set the graph offers for one query.
+    """Every adjustment set the graph offers for one query, within the include/exclude constraints.
 
     ``minimal`` lists the minimal valid sets (smallest first, at most ``cap``,
     ``truncated`` when there were more); ``reason`` is empty when a valid set exists and
-    otherwise names an open non-causal path that no admissible set blocks.
+    otherwise names an open non-causal path that no admissible set blocks. ``optimal``
+    holds a set only when it avoids the excluded and contains the included variables;
+    ``optimal_with_include`` is O ∪ include when O lacks some included variable (valid,
+    see :func:`adjustment_sets`, but not claimed to be optimal). ``forbidden`` is
+    forb(X, Y) of the graph, excluded variables included.
     """
 
     minimal: tuple[tuple[str, ...], ...]
@@ -219,19 +276,24 @@ class AdjustmentResult:
     truncated: bool
     cap: int
     reason: str = ""
+    optimal_with_include: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if bool(self.minimal) == bool(self.reason):
             raise ValueError("an AdjustmentResult has sets or a reason, not both")
+        if self.optimal_with_include is not None and self.optimal.variables is not None:
+            raise ValueError("optimal_with_include is only given when the optimal set lacks an included variable")
 
     @property
     def exists(self) -> bool:
         return bool(self.minimal)
 
     def to_dict(self) -> dict:
+        extended = self.optimal_with_include
         return {
             "minimal": [list(z) for z in self.minimal],
             "optimal": self.optimal.to_dict(),
+            "optimal_with_include": None if extended is None else list(extended),
             "canonical": None if self.canonical is None else list(self.canonical),
             "forbidden": list(self.forbidden),
             "truncated": self.truncated,
@@ -241,10 +303,11 @@ class AdjustmentResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> AdjustmentResult:
-        canonical = data["canonical"]
+        canonical, extended = data["canonical"], data["optimal_with_include"]
         return cls(
             minimal=tuple(tuple(z) for z in data["minimal"]),
             optimal=OptimalSet.from_dict(data["optimal"]),
+            optimal_with_include=None if extended is None else tuple(extended),
             canonical=None if canonical is None else tuple(canonical),
             forbidden=tuple(data["forbidden"]),
             truncated=data["truncated"],
@@ -264,20 +327,45 @@ def adjustment_sets(
 ) -> AdjustmentResult:
     """Minimal, optimal and canonical adjustment sets, or why none exists.
 
-    The minimal sets honour ``include`` / ``exclude`` (see
-    :func:`minimal_adjustment_sets`); the optimal and canonical sets are unconstrained.
-    When no valid set exists, the reason shows one m-connecting non-causal path in the
-    proper back-door graph given the largest admissible set, An(X ∪ Y ∪ include) ∩
-    allowed, which is valid whenever any admissible set is (van der Zander et al. 2019).
+    Every set honours the constraints: it contains each ``include`` variable and no
+    ``exclude`` variable. Excluded variables are treated as latent
+    (:meth:`CausalGraph.with_latent`), so the optimal set is the one of that graph,
+    optimal among the valid sets that avoid them (see :func:`optimal_adjustment_set`).
+    When O lacks an included variable it is not offered as optimal; O ∪ include is
+    returned instead as ``optimal_with_include``: it is valid, since a non-causal path
+    from X to Y reaches its first causal node c either by an edge p -> c, where p ∈ O
+    blocks it, or by an edge out of c, after which it has a collider in De(c) ⊆ forb
+    that no admissible set opens (pa(cn) ∩ forb ⊆ cn ∪ X, and X's edges into cn are
+    not in the proper back-door graph); it is still checked. The canonical set is
+    An(X ∪ Y ∪ include) ∩ allowed ∪ include, where allowed are the observed,
+    non-forbidden, non-excluded covariates; it is valid exactly when some admissible
+    set is (van der Zander et al. 2019, lemma 3.7; checked), else ``None``. When no
+    valid set exists, the reason shows one m-connecting non-causal path in the proper
+    back-door graph given that largest set.
     """
     s = checked_query(graph, treatment, outcome)
     inc, allowed = _constraints(graph, s, include, exclude)
+    exc = known_names(graph, exclude, "exclude")
     minimal, truncated = _minimal(s, inc, allowed, cap)
-    reason = "" if minimal else _no_set_reason(s, inc, allowed, constrained=bool(include or exclude))
+    reason = "" if minimal else _no_set_reason(s, inc, allowed, constrained=bool(inc or exc))
+    hidden = graph.with_latent(exc)
+    optimal = _optimal(hidden, effect_structure(hidden, tuple(sorted(s.xs)), tuple(sorted(s.ys))), exc)
+    extended = None
+    if optimal.variables is not None and not inc <= set(optimal.variables):
+        o = frozenset(optimal.variables)
+        optimal = OptimalSet(
+            None,
+            f"the optimal set O = {_braces(o)} does not contain the included {_braces(inc - o)}; "
+            f"O ∪ include = {_braces(o | inc)} is valid but not claimed optimal among sets containing them",
+        )
+        if d_separated(s.pbd, s.xs, s.ys, o | inc):  # always, by the argument above
+            extended = tuple(sorted(o | inc))
+    largest = _largest(s, inc, allowed)
     return AdjustmentResult(
         minimal=minimal,
-        optimal=optimal_adjustment_set(graph, treatment, outcome),
-        canonical=canonical_adjustment_set(graph, treatment, outcome),
+        optimal=optimal,
+        optimal_with_include=extended,
+        canonical=tuple(sorted(largest)) if d_separated(s.pbd, s.xs, s.ys, largest) else None,
         forbidden=tuple(sorted(s.forbidden & s.observed)),
         truncated=truncated,
         cap=cap,

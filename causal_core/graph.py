@@ -222,6 +222,26 @@ class CausalGraph:
             bidirected=self.bidirected,
         )
 
+    def with_latent(self, nodes: Iterable[str]) -> CausalGraph:
+        """The same graph with the observed ``nodes`` marked latent (edges unchanged).
+
+        Identification in this graph is identification when those variables are not
+        measured, or may not be used: every search restricts its sets to observed nodes,
+        and the ID algorithm works on the latent projection.
+        """
+        hide = set(nodes)
+        if not hide:
+            return self
+        not_observed = sorted(hide - set(self.observed))
+        if not_observed:
+            raise GraphError(f"with_latent names {not_observed}, which are not observed nodes of the graph")
+        return CausalGraph(
+            observed=tuple(n for n in self.observed if n not in hide),
+            latent=self.latent + tuple(n for n in self.observed if n in hide),
+            directed=self.directed,
+            bidirected=self.bidirected,
+        )
+
     def canonical_dag(self) -> nx.DiGraph:
         """A networkx DAG in which each bidirected edge a <-> b becomes a latent node.
 

@@ -103,7 +103,9 @@ def is_instrument(
     return _relevant(s, z, w) and d_separated(s.pbd, z, s.ys, w)
 
 
-def find_instruments(graph: CausalGraph, treatment: Names, outcome: Names, *, cap: int = 16) -> tuple[Instrument, ...]:
+def find_instruments(
+    graph: CausalGraph, treatment: Names, outcome: Names, *, include: Iterable[str] = (), cap: int = 16
+) -> tuple[Instrument, ...]:
     """Single-variable instruments: the unconditional ones first, then the conditional ones.
 
     For each candidate Z the conditioning set is the separator of Y and Z in the proper
@@ -114,22 +116,35 @@ def find_instruments(graph: CausalGraph, treatment: Names, outcome: Names, *, ca
     then cut down to a minimal separator when relevance survives. An instrument that
     needs a non-ancestral conditioning set (say, a descendant of a collider) may be
     missed. At most ``cap`` instruments, each group sorted by name.
+
+    ``include`` variables are in every conditioning set (so no instrument is
+    unconditional and none of them is an instrument): they are conditioned on in the
+    moral graph of An(Y ∪ Z ∪ include), the separator nearest to Y is taken there, and
+    every instrument returned is checked against the definition; the completeness
+    results above are for the unconstrained search only.
     """
     if cap < 1:
         raise GraphError(f"cap must be a positive number of instruments, got {cap}")
     s = _single(graph, treatment, outcome)
+    inc = known_names(graph, include, "include")
+    if not inc <= _allowed(s):
+        bad = sorted(inc - _allowed(s))
+        raise GraphError(
+            f"include names {bad}: a conditioning set may hold only observed variables that are not the treatment, "
+            "an outcome or a descendant of a node on a causal path"
+        )
     order = tuple(nx.lexicographical_topological_sort(s.dag, key=str))
     g, pbd = BitDag(s.dag, s.observed, order), BitDag(s.pbd, s.observed, order)
-    allowed = g.mask(_allowed(s))
+    allowed, forced = g.mask(_allowed(s)), g.mask(inc)
     x, ys = g.mask(s.xs), g.mask(s.ys)
-    an_y, an_x = pbd.ancestors_of(ys), g.ancestors_of(x)
+    an_y, an_x = pbd.ancestors_of(ys | forced), g.ancestors_of(x)
 
     def relevant(z: int, w: int) -> bool:  # Z and X d-connected given W in G
         within = g.ancestors_of(z | x | w)
         return bool(g.component(z, w, within)[0] & x)
 
-    candidates = sorted(g.members(allowed), key=g.names.__getitem__)
-    unconditional = {
+    candidates = sorted(g.members(allowed & ~forced), key=g.names.__getitem__)
+    unconditional = set() if forced else {
         z for z in candidates if not pbd.ancestors[z] & an_y and g.ancestors[z] & an_x
     }  # no common ancestor with Y (without the causal edges) but one with X
     found = [Instrument((g.names[z],)) for z in candidates if z in unconditional]
@@ -139,11 +154,15 @@ def find_instruments(graph: CausalGraph, treatment: Names, outcome: Names, *, ca
         if z in unconditional:
             continue
         bit, within = 1 << z, pbd.ancestors[z] | an_y
-        near_y, w = pbd.component(ys, within & allowed & ~bit, within)
+        near_y, w = pbd.component(ys, (within & allowed & ~bit) | forced, within)
+        w |= forced
         if near_y & bit or not relevant(bit, w):
             continue
-        smaller = pbd.component(bit, w, within)[1]  # the part of W next to Z's side
+        smaller = pbd.component(bit, w, within)[1] | forced  # the part of W next to Z's side
         if smaller != w and relevant(bit, smaller):
             w = smaller
-        found.append(Instrument((g.names[z],), g.names_of(w)))
+        inst = Instrument((g.names[z],), g.names_of(w))
+        if forced and not is_instrument(graph, treatment, outcome, inst.instruments, inst.conditioning):
+            continue
+        found.append(inst)
     return tuple(found[:cap])

@@ -12,8 +12,8 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from causal_core.adjustment import adjustment_sets
-from causal_core.errors import GraphError, IdentificationError
+from causal_core.adjustment import adjustment_sets, check_constraints, optimal_adjustment_set
+from causal_core.errors import IdentificationError
 from causal_core.estimand import Estimand, backdoor_expression, frontdoor_expression
 from causal_core.frontdoor import frontdoor_sets
 from causal_core.graph import CausalGraph, as_names
@@ -146,33 +146,49 @@ def identify(graph: CausalGraph | str, treatment: str | Sequence[str], outcome: 
              include: Iterable[str] = (), exclude: Iterable[str] = (), cap: int = 16) -> EstimandPlan:
     """Identify P(outcome | do(treatment)) in ``graph`` and return the estimand plan.
 
-    ``include`` / ``exclude`` force variables into, or out of, every adjustment set.
-    ``cap`` bounds the number of minimal adjustment sets (and front-door sets,
-    instruments) enumerated.
+    ``exclude`` variables are used by no strategy in any role: identification runs on
+    the graph with them latent (:meth:`CausalGraph.with_latent`), so they enter no
+    adjustment set, front-door set, instrument, IV conditioning set or ID formula. The
+    plan's ``graph`` and ``implications`` stay those of ``graph``. ``include`` variables
+    are in every back-door adjustment set and every IV conditioning set; the front-door
+    and ID formulas condition on no user-chosen set and are kept as they are (a note
+    says so). Strategies that only the constraints rule out are named in the notes, and
+    in ``reason`` when nothing is left. ``cap`` bounds the number of minimal adjustment
+    sets (and front-door sets, instruments) enumerated.
     """
     graph = CausalGraph.parse(graph)
     x = as_names(treatment, "treatment")
     y = as_names(outcome, "outcome")
     graph.check_query(x, y)
-    include, exclude = tuple(include), tuple(exclude)
-    for n in include + exclude:
-        if n not in graph.observed:
-            raise GraphError(f"adjustment variable {n!r} is not an observed node of the graph")
+    include, exclude = check_constraints(graph, x, y, include, exclude)
+    c = _Constraints(graph, include, exclude, graph.with_latent(exclude))
     notes: list[str] = []
-    strategies = _backdoor(graph, x, y, include, exclude, cap, notes)
-    strategies += _frontdoor(graph, x, y, cap, notes)
-    id_expr, hedge, id_reason = _general_id(graph, x, y)
+    ruled_out: list[str] = []  # what the constraints alone rule out, for the reason when nothing is left
+    if c.exclude:
+        notes.append(f"exclude: {_braces(c.exclude)} treated as unobserved: no strategy adjusts for, conditions on, "
+                     "mediates through or instruments with them")
+    strategies, backdoor_reason = _backdoor(c, x, y, cap, notes)
+    strategies += _frontdoor(c, x, y, cap, notes, ruled_out)
+    id_expr, hedge, id_reason = _general_id(c.hidden, x, y)
     if id_expr is not None:
         strategies.append(Estimand(name="id", kind="id", treatment=x, outcome=y, expression=id_expr,
                                    assumptions=_ASSUME_ID,
                                    note="the general ID formula (Shpitser & Pearl 2006); discrete variables"))
+    elif c.exclude and _general_id(graph, x, y)[0] is not None:
+        notes.append(f"id: ruled out by exclude: with {_braces(c.exclude)} unobserved, {id_reason}")
     else:
         notes.append(f"id: {id_reason}")
-    strategies += _instruments(graph, x, y, cap, notes)
+    strategies += _instruments(c, x, y, cap, notes, ruled_out)
+    if c.include and any(s.kind in ("frontdoor", "id") for s in strategies):
+        notes.append(f"include: {_braces(c.include)} enter(s) every adjustment set and IV conditioning set only; "
+                     "the front-door and ID formulas condition on no user-chosen set")
     default, default_reason = _choose_default(strategies)
     identifiable = bool(strategies)
     if not identifiable:
-        reason = f"{id_reason}. Strategies tried: back-door adjustment, front-door, instruments, the ID algorithm."
+        tried = "Strategies tried: back-door adjustment, front-door, instruments, the ID algorithm"
+        if c.exclude:
+            tried += f", with the excluded {_braces(c.exclude)} treated as unobserved"
+        reason = "; ".join([backdoor_reason, *ruled_out, id_reason]) + f". {tried}."
     elif id_expr is None:
         reason = f"not nonparametrically identifiable ({id_reason}); identified only under a linear model by IV"
     else:
@@ -186,8 +202,28 @@ def identify(graph: CausalGraph | str, treatment: str | Sequence[str], outcome: 
     )
 
 
-def _backdoor(graph, x, y, include, exclude, cap, notes) -> list[Estimand]:
-    result = adjustment_sets(graph, x, y, include=include, exclude=exclude, cap=cap)
+def _braces(names: Iterable[str]) -> str:
+    return "{" + ", ".join(sorted(names)) + "}"
+
+
+@dataclass(frozen=True)
+class _Constraints:
+    """The user's include/exclude for one identify() call; ``hidden`` is the graph with the exclusions latent."""
+
+    graph: CausalGraph
+    include: frozenset[str]
+    exclude: frozenset[str]
+    hidden: CausalGraph
+
+    @property
+    def active(self) -> bool:
+        return bool(self.include or self.exclude)
+
+
+def _backdoor(c: _Constraints, x, y, cap, notes) -> tuple[list[Estimand], str]:
+    """The back-door strategies, and why there is none (empty when there are some)."""
+    graph = c.graph
+    result = adjustment_sets(graph, x, y, include=c.include, exclude=c.exclude, cap=cap)
     out: list[Estimand] = []
     seen: set[tuple[str, ...]] = set()
 
@@ -199,10 +235,22 @@ def _backdoor(graph, x, y, include, exclude, cap, notes) -> list[Estimand]:
         out.append(Estimand(name=name, kind="backdoor", treatment=x, outcome=y, adjustment=z,
                             expression=backdoor_expression(x, y, z), assumptions=_ASSUME_BACKDOOR, note=note))
 
+    if c.exclude:
+        unconstrained = optimal_adjustment_set(graph, x, y).variables
+        if unconstrained is not None and set(unconstrained) & c.exclude:
+            notes.append(f"backdoor: the optimal set of the graph, O = {_braces(unconstrained)}, uses the excluded "
+                         f"{_braces(set(unconstrained) & c.exclude)}")
     if result.optimal.variables is not None:
+        among = " that avoid the excluded variables" if c.exclude else ""
         add("backdoor.optimal", result.optimal.variables,
             "the optimal adjustment set O (Henckel, Perković & Maathuis 2022): smallest asymptotic variance "
-            "among valid adjustment sets for linear estimators")
+            f"among valid adjustment sets{among} for linear estimators")
+    elif result.optimal_with_include is not None:
+        notes.append(f"backdoor: {result.optimal.reason}")
+        add("backdoor.optimal_with_include", result.optimal_with_include,
+            "the optimal set O (Henckel, Perković & Maathuis 2022) with the included variables added: valid, "
+            "since O blocks every non-causal path where it first enters a causal node; not claimed to have the "
+            "smallest variance among the sets that contain them")
     else:
         notes.append(f"backdoor: no optimal set O: {result.optimal.reason}")
     minimal = sorted(result.minimal, key=lambda s: (len(s), s))
@@ -215,16 +263,28 @@ def _backdoor(graph, x, y, include, exclude, cap, notes) -> list[Estimand]:
                      f"{listed}")
     if result.canonical is not None:
         add("backdoor.canonical", result.canonical,
-            "the canonical set Adjust(X, Y) (Perković et al. 2018): valid whenever any set is")
+            "the canonical set Adjust(X, Y) (Perković et al. 2018)"
+            + (", here An(X ∪ Y ∪ include) ∩ admissible ∪ include" if c.include else "")
+            + ": valid whenever any set" + (" within the include/exclude constraints" if c.active else "") + " is")
     if not out:
-        notes.append(f"backdoor: {result.reason}")
-    return out
+        if c.active and adjustment_sets(graph, x, y, cap=1).exists:
+            notes.append(f"backdoor: ruled out by include/exclude: {result.reason}")
+        else:
+            notes.append(f"backdoor: {result.reason}")
+    return out, result.reason
 
 
-def _frontdoor(graph, x, y, cap, notes) -> list[Estimand]:
-    sets = frontdoor_sets(graph, x, y, cap=cap)
+def _frontdoor(c: _Constraints, x, y, cap, notes, ruled_out) -> list[Estimand]:
+    sets = frontdoor_sets(c.hidden, x, y, cap=cap)
     if not sets:
-        notes.append("frontdoor: no set of observed mediators satisfies the front-door criterion")
+        everyone = frontdoor_sets(c.graph, x, y, cap=MAX_STRATEGIES_PER_KIND) if c.exclude else ()
+        if everyone:
+            listed = "; ".join(_braces(m) for m in everyone)
+            why = f"every front-door set uses an excluded variable (front-door sets of the graph: {listed})"
+            notes.append(f"frontdoor: ruled out by exclude: {why}")
+            ruled_out.append(f"front-door: {why}")
+        else:
+            notes.append("frontdoor: no set of observed mediators satisfies the front-door criterion")
         return []
     out = []
     for i, m in enumerate(sets[:MAX_STRATEGIES_PER_KIND]):
@@ -241,13 +301,16 @@ def _general_id(graph, x, y):
         return None, exc.hedge, str(exc)
 
 
-def _instruments(graph, x, y, cap, notes) -> list[Estimand]:
+def _instruments(c: _Constraints, x, y, cap, notes, ruled_out) -> list[Estimand]:
     if len(x) != 1:
         notes.append("iv: instrumental variables need exactly one treatment")
         return []
-    found = find_instruments(graph, x, y, cap=cap)
+    found = find_instruments(c.hidden, x, y, include=c.include, cap=cap)
     if not found:
-        notes.append("iv: no observed (conditional) instrument")
+        constraint, why = _no_instrument_reason(c, x, y)
+        notes.append(f"iv: ruled out by {constraint}: {why}" if constraint else f"iv: {why}")
+        if constraint:
+            ruled_out.append(f"instruments: {why}")
         return []
     out = []
     for i, inst in enumerate(found[:MAX_STRATEGIES_PER_KIND]):
@@ -258,11 +321,28 @@ def _instruments(graph, x, y, cap, notes) -> list[Estimand]:
     return out
 
 
+def _no_instrument_reason(c: _Constraints, x, y) -> tuple[str, str]:
+    """(the constraint that rules the instruments out, or "", and why there is none)."""
+    if c.include:
+        without = find_instruments(c.hidden, x, y, cap=MAX_STRATEGIES_PER_KIND)
+        if without:
+            return "include", (f"no instrument was found given a conditioning set that contains "
+                               f"{_braces(c.include)} (without include: {'; '.join(str(i) for i in without)})")
+    if c.exclude:
+        everyone = find_instruments(c.graph, x, y, cap=MAX_STRATEGIES_PER_KIND)
+        if everyone:
+            return "exclude", (f"every instrument found uses an excluded variable as instrument or in its "
+                               f"conditioning set (instruments of the graph: {'; '.join(str(i) for i in everyone)})")
+    return "", "no observed (conditional) instrument"
+
+
 def _choose_default(strategies: Sequence[Estimand]) -> tuple[str, str]:
     by_name = {s.name: s for s in strategies}
     for name, why in (
         ("backdoor.optimal", "adjustment by the optimal set O has the smallest asymptotic variance among valid "
                              "adjustment sets and admits every regression and propensity estimator"),
+        ("backdoor.optimal_with_include", "the optimal set O lacks an included variable; O with the included "
+                                          "variables added is valid and keeps O's covariates"),
     ):
         if name in by_name:
             return name, why

@@ -16,7 +16,7 @@ import yaml
 from causal_core.errors import GraphError, SpecError
 from causal_core.graph import CausalGraph
 from causal_core.spec_types import (  # noqa: F401  (the spec's public values live there)
-    TOP_FIELDS, DATA_FIELDS, DESIGNS, TARGETS, FORMATS, NULL_POLICIES, REFUTERS, SCHEDULE_PRESETS, _NAME, _IDENT, DataSpec, TreatmentValues, BootstrapSpec, EstimatorSpec, StudySpec,
+    TOP_FIELDS, DATA_FIELDS, DESIGNS, TARGETS, FORMATS, NULL_POLICIES, REFUTERS, SCHEDULE_PRESETS, _NAME, _IDENT, DataSpec, TreatmentValues, BootstrapSpec, EstimatorSpec, StudySpec, load_yaml,
 )
 
 class _Problems:
@@ -59,7 +59,7 @@ def load_spec(path: str | Path) -> StudySpec:
 def parse_spec(text: str, source: str = "<spec>") -> StudySpec:
     """Validate YAML text into a :class:`StudySpec`, reporting every problem at once."""
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -29,6 +29,25 @@ NULL_POLICIES = ("drop", "fail")
 REFUTERS = ("placebo_treatment", "random_common_cause", "data_subset", "dummy_outcome", "sensitivity",
             "graph_validation")
 SCHEDULE_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly")
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only true/false (any case form) are
+    booleans, so ``treated: yes`` or ``arms: [on, off]`` stay the text the user wrote
+    (YAML 1.1 reads yes/no/on/off/y/n as booleans)."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML as the user wrote it (YAML 1.2 booleans; see :class:`_Yaml12Loader`)."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -117,8 +136,22 @@ class StudySpec:
 
     def spec_hash(self) -> str:
         """A stable hash of the spec's content (not of its file path or comments)."""
-        return hashlib.sha256(json.dumps(yaml.safe_load(self.raw) if self.raw else self.name,
+        return hashlib.sha256(json.dumps(load_yaml(self.raw) if self.raw else self.name,
                                          sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def encoding(self, variable: str) -> Any:
         return dict(self.encode).get(variable, "as_is")
+
+    def ignored_fields(self) -> tuple[str, ...]:
+        """Warnings for fields that are accepted and checked but not acted on yet."""
+        given = {"refuters": bool(self.refuters), "checks": bool(self.checks), "tracking": self.tracking is not None,
+                 "schedule": self.schedule is not None}
+        return tuple(f"{name}: {NOT_BUILT[name]}; ignored" for name, present in given.items() if present)
+
+
+NOT_BUILT = {
+    "refuters": "refutation is not built yet",
+    "checks": "data checks are not built yet",
+    "tracking": "MLflow tracking is not built yet",
+    "schedule": "scheduling (the Airflow DAG factory) is not built yet",
+}

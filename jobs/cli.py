@@ -13,11 +13,12 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from causal_core.errors import SpecError, WhybatchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="whybatch: causal effect estimation on warehouse data (plan, run, validate, demo).")
+                  help="whybatch: causal effect estimation on warehouse data (plan, run, demo).")
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -26,19 +27,19 @@ EXIT_OK, EXIT_STUDY_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 def _fail(exc: Exception) -> None:
     code = EXIT_BAD_INPUT if isinstance(exc, SpecError) else EXIT_STUDY_FAILED
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 
+def _warn_ignored(spec) -> None:
+    for line in spec.ignored_fields():
+        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
+
+
 def _resolve_study(study: str) -> Path:
-    """A study is a YAML path, or a name under conf/studies/."""
-    p = Path(study)
-    if p.exists():
-        return p
-    candidate = Path("conf/studies") / f"{study}.yaml"
-    if candidate.exists():
-        return candidate
-    raise SpecError(f"{study}: no such study file (looked for {p} and {candidate})")
+    from jobs.entrypoints import resolve_study
+
+    return resolve_study(study)
 
 
 @app.command()
@@ -53,6 +54,7 @@ def plan(study: Annotated[str, typer.Argument(help="study YAML path or name unde
         plans = plan_study(spec)
     except WhybatchError as exc:
         _fail(exc)
+    _warn_ignored(spec)
     if as_json:
         sys.stdout.write(json.dumps({m: p.to_dict() for m, p in plans.items()}, indent=2, ensure_ascii=False) + "\n")
     else:
@@ -77,22 +79,27 @@ def run(study: Annotated[str, typer.Argument(help="study YAML path or name under
         tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI")] = None,
         output: Annotated[Path, typer.Option(help="where to write results.json")] = Path("results.json")) -> None:
     """Estimate a study's effects on a partition interval and write results.json."""
-    from causal_core.spec import load_spec
-    from jobs.run import Interval, estimate_study, summarize, write_results
+    from jobs.entrypoints import prepare_run
+    from jobs.run import estimate_study, summarize, write_results
     from jobs.session import build_session
 
     if tracking_uri:
         err.print(f"[yellow]warning:[/] --tracking-uri {tracking_uri}: MLflow logging is not built yet; "
                   "nothing is logged (results.json is still written)", highlight=False)
     try:
-        spec = load_spec(_resolve_study(study))
-        spark = build_session(profile)
-        results = estimate_study(spark, spec, Interval(start, end))
+        prepared = prepare_run(study, start=start, end=end, profile=profile)
+        _warn_ignored(prepared.spec)
+        spark = build_session(prepared.profile)
+        results = estimate_study(spark, prepared.spec, prepared.interval)
     except WhybatchError as exc:
         _fail(exc)
     write_results(results, output)
     for line in summarize(results):
         console.print(line, highlight=False, markup=False)
+    for line in results.get("warnings", ()):
+        if line in prepared.spec.ignored_fields():
+            continue
+        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, markup=True, soft_wrap=True)
     console.print(f"wrote {output}")
     failed = [e for e in results["estimates"] if e.get("estimate") is None]
     if failed and len(failed) == len(results["estimates"]):

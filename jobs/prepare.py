@@ -2,8 +2,9 @@
 
 The model frame holds only numeric columns with internal names — ``__t`` (treatment),
 ``__y`` (outcome), ``__x0..`` (encoded covariates), ``__m0..`` (mediators), ``__z0..``
-(instruments) — plus raw discrete variables for ``id_plugin``, segment columns, ``__unit``
-and ``__bucket``. ``labels`` maps internal names back to what the user wrote.
+(instruments) — plus discrete variables for ``id_plugin`` (string ones as level codes
+0, 1, ..., their values in ``levels``), segment columns, ``__unit`` and ``__bucket``.
+``labels`` maps internal names back to what the user wrote.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class ModelFrame:
     levels: Mapping[str, tuple] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)  # model column -> graph variable it encodes
     bucketing: str = "unit"  # "unit", "row values", or "row values and copy index"
-    treatment_seen: tuple = ()  # up to 3 distinct treatment values, for messages
+    treatment_seen: tuple = ()  # a few distinct treatment values, for messages
+    dropped: Mapping[str, int] = field(default_factory=dict)  # rows left out, by reason (only reasons > 0)
     cache: DataFrame | None = None  # what build_model_frame persisted (df reads it)
 
     def without_variable(self, variable: str) -> ModelFrame:
@@ -107,18 +109,35 @@ def _facts(model: DataFrame, n_buckets: int) -> tuple[dict[str, Any], np.ndarray
             "t_min": min(low) if low else None, "t_max": max(high) if high else None}, counts
 
 
-def _check_rows(raw: DataFrame, columns: Sequence[str], policy: str, facts: dict[str, Any]) -> None:
+def _check_rows(raw: DataFrame, columns: Sequence[str], policy: str, facts: dict[str, Any], selection: str,
+                roles: Mapping[str, str]) -> None:
     """Empty selections, and nulls per ``data.nulls``: dropped (counted) or an error."""
     n, nulls = facts["n"], facts["nulls"]
     if n == 0:
-        raise DataCheckError("the selection is empty: no rows in the requested interval and filter")
-    if nulls and policy == "fail":
+        raise DataCheckError(f"0 rows in {selection}: nothing to estimate")
+    if nulls and (policy == "fail" or nulls == n):
         per_col = collect_one(raw.agg(*[F.sum(F.col(c).isNull().cast("long")).alias(c) for c in columns]),
                               "null count per column")
         bad = {c: int(per_col[c]) for c in columns if per_col[c]}
-        raise DataCheckError(f"{nulls} of {n} rows have nulls in needed columns {bad} and data.nulls is 'fail'")
-    if nulls == n:
-        raise DataCheckError(f"every one of the {n} rows has a null in a needed column {list(columns)}")
+        all_null = [c for c, k in bad.items() if k == n]
+        if all_null:
+            named = "; ".join(f"{roles.get(c, 'column')} {c!r} is null in all {n:,} rows" for c in all_null)
+            raise DataCheckError(f"{named} of {selection}")
+        if policy == "fail":
+            raise DataCheckError(f"{nulls:,} of {n:,} rows have nulls in needed columns {bad} and data.nulls is 'fail'")
+        raise DataCheckError(f"every one of the {n:,} rows has a null in some needed column (nulls per column: {bad})")
+
+
+def diagnose_empty(raw: DataFrame, column: str, role: str, selection: str) -> None:
+    """Before blaming a column's type: an empty selection, or a column that is null in every
+    row (a CSV infers text for both), is a data problem and says so. One small query, on
+    the error path only."""
+    row = collect_one(raw.agg(F.count(F.lit(1)).alias("n"), F.count(F.col(column)).alias("k")),
+                      f"rows and non-null values of {column}")
+    if row["n"] == 0:
+        raise DataCheckError(f"0 rows in {selection}: nothing to estimate")
+    if row["k"] == 0:
+        raise DataCheckError(f"{role} {column!r} is null in all {row['n']:,} rows of {selection}")
 
 
 def _values_seen(raw: DataFrame, column: str, complete: Column) -> list:
@@ -156,16 +175,20 @@ def _check_treatment(raw: DataFrame, spec: StudySpec, treated: Any, control: Any
 
 def not_binary_reason(model: ModelFrame) -> str:
     """Why a binary-treatment estimator cannot run on a numeric treatment's frame."""
-    return (f"treatment {model.labels.get(model.treatment, model.treatment)!r} is not binary (values include "
-            f"{list(model.treatment_seen)}); set treatment_values to choose a treated and a control value")
+    seen = [f"{v:g}" if isinstance(v, float) else repr(v) for v in model.treatment_seen[:5]]
+    more = ", ..." if len(model.treatment_seen) > 5 else ""
+    return (f"treatment {model.labels.get(model.treatment, model.treatment)!r} is not binary (values "
+            f"{{{', '.join(seen)}{more}}}); set treatment_values to choose a treated and a control value")
 
 
-def treatment_column(df: DataFrame, spec: StudySpec, treated: Any, control: Any) -> tuple[Column, Column]:
+def treatment_column(df: DataFrame, spec: StudySpec, treated: Any, control: Any,
+                     selection: str = "the selection") -> tuple[Column, Column]:
     """The coded treatment and which rows it keeps: 1/0 for a (treated, control) contrast,
     whose other rows (other arms of an experiment) are left out; else its own number."""
     t = spec.treatment[0]
     if spec.treatment_values.natural:
         if not _is_numeric(df, t):
+            diagnose_empty(df, t, "treatment", selection)
             seen = _values_seen(df, t, F.col(t).isNotNull())
             raise SpecError(f"treatment {t!r} is not numeric (values {seen}); give treatment_values "
                             "(treated/control or arms)", (("treatment_values", "required"),))
@@ -173,20 +196,28 @@ def treatment_column(df: DataFrame, spec: StudySpec, treated: Any, control: Any)
     return F.when(F.col(t) == F.lit(treated), 1.0).otherwise(0.0), F.col(t).isin([treated, control])
 
 
-def encode_terms(df: DataFrame, spec: StudySpec, variable: str) -> list[tuple[str, Column]]:
-    """(label, Column) model terms for one covariate, per its ``encode`` entry."""
+def encode_terms(df: DataFrame, spec: StudySpec, variable: str, selection: str = "the selection",
+                 raw: DataFrame | None = None) -> list[tuple[str, Column]]:
+    """(label, Column) model terms for one covariate, per its ``encode`` entry. ``df`` holds
+    the rows the study keeps, ``raw`` every selected row (for telling an empty selection)."""
+    raw = df if raw is None else raw
     how = spec.encoding(variable)
     if how == "categorical":
         rows = collect_small(df.groupBy(variable).count().orderBy(F.desc("count"), variable), MAX_LEVELS,
                              f"levels of {variable}")
         levels = [r[0] for r in rows]
         if len(levels) < 2:
+            diagnose_empty(raw, variable, "covariate", selection)
+            if not levels:
+                raise DataCheckError(f"no rows of {selection} remain for covariate {variable!r} after dropping rows "
+                                     "with nulls in needed columns or outside the compared treatment values")
             raise EstimationError(f"covariate {variable!r} is constant ({levels}); drop it from the graph or data")
         # The most frequent level is the reference, so the remaining columns are well estimated.
         return [(f"{variable}={lv}", (F.col(variable) == F.lit(lv)).cast("double")) for lv in levels[1:]]
     if isinstance(how, tuple):
         return [(term, F.expr(term).cast("double")) for term in how]
     if not _is_numeric(df, variable):
+        diagnose_empty(raw, variable, "covariate", selection)
         raise SpecError(f"covariate {variable!r} is not numeric; set encode.{variable}: categorical",
                         ((f"encode.{variable}", "categorical needed"),))
     return [(variable, F.col(variable).cast("double"))]
@@ -198,7 +229,8 @@ DUPLICATE_DISPERSION = 1.25
 
 
 def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: ModelRequest, *,
-                      treated: Any, control: Any, binary_needed: bool, n_buckets: int) -> ModelFrame:
+                      treated: Any, control: Any, binary_needed: bool, n_buckets: int,
+                      selection: str = "the selection") -> ModelFrame:
     """Code, encode, drop nulls and bucket: the frame every estimator of one contrast uses.
 
     One pass over the table: the coded frame — every selected row, flagged as kept or not
@@ -208,7 +240,7 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
     it (:meth:`ModelFrame.release`). Rows without a unit id whose values repeat enough to
     pile into buckets are re-bucketed with a copy index (see :func:`with_buckets`).
     """
-    from jobs.spark_engine import duplicate_dispersion, with_buckets
+    from jobs.spark_engine import duplicate_dispersion, with_buckets, with_level_codes
 
     raw_needed = list(dict.fromkeys((*spec.treatment, metric, *request.covariates, *request.mediators,
                                      *request.instruments, *request.discrete, *spec.segments)
@@ -216,8 +248,9 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
     df = df.select(*raw_needed)
     if len(spec.treatment) > 1:
         raise EstimationError(f"estimation needs one treatment column; the study names {list(spec.treatment)}")
-    t_col, in_contrast = treatment_column(df, spec, treated, control)
+    t_col, in_contrast = treatment_column(df, spec, treated, control, selection)
     if not _is_numeric(df, metric):
+        diagnose_empty(df, metric, "outcome", selection)
         raise EstimationError(f"outcome {metric!r} is not numeric ({df.schema[metric].dataType.simpleString()})")
     complete = ~_any_null(raw_needed)
     keep = complete & in_contrast
@@ -227,7 +260,7 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
     sources: dict[str, str] = {}
     for prefix, variables in (("x", request.covariates), ("m", request.mediators), ("z", request.instruments)):
         for v in variables:
-            for label, expr in encode_terms(df.where(keep), spec, v):
+            for label, expr in encode_terms(df.where(keep), spec, v, selection, raw=df):
                 name = f"__{prefix}{len(names[prefix])}"
                 names[prefix].append(name)
                 labels[name] = label
@@ -241,8 +274,15 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
     cached = with_buckets(frame, n_buckets, unit, flags=(KEEP, NULL_ROW)).persist()
     try:
         facts, counts = _facts(cached, n_buckets)
-        _check_rows(df, raw_needed, spec.data.nulls, facts)
+        roles = {**{c: "covariate" for c in raw_needed}, **{c: "mediator" for c in request.mediators},
+                 **{c: "instrument" for c in request.instruments}, **{c: "segment column" for c in spec.segments},
+                 **({spec.data.unit_id: "unit id"} if spec.data.unit_id else {}),
+                 spec.treatment[0]: "treatment", metric: "outcome"}
+        _check_rows(df, raw_needed, spec.data.nulls, facts, selection, roles)
         binary, seen = _check_treatment(df, spec, treated, control, binary_needed, facts, complete)
+        if spec.treatment_values.natural and not binary:
+            seen = tuple(sorted(r[0] for r in collect_small(
+                cached.where(F.col(KEEP)).select("__t").distinct().limit(6), 6, "treatment values")))
     except Exception:
         cached.unpersist()
         raise
@@ -252,8 +292,28 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
         kept = frame.where(F.col(KEEP)).drop(KEEP, NULL_ROW)
         model = cached = with_buckets(kept, n_buckets, copies=True).persist()
         bucketing = "row values and copy index"
+    # String discrete variables (id_plugin's) become level codes; their levels come from one
+    # aggregation over the cached rows, not from another read of the table.
+    try:
+        model, levels = with_level_codes(model, [v for v in request.discrete if not _is_numeric(df, v)],
+                                         MAX_LEVELS, "id_plugin variable")
+    except Exception:
+        cached.unpersist()
+        raise
     return ModelFrame(df=model, treatment="__t", outcome="__y", covariates=tuple(names["x"]),
                       mediators=tuple(names["m"]), instruments=tuple(names["z"]), discrete=tuple(request.discrete),
                       labels=labels, n_rows=facts["kept"], dropped_nulls=facts["nulls"], binary_treatment=binary,
                       treated_value=treated, control_value=control, sources=sources, bucketing=bucketing,
-                      treatment_seen=seen, cache=cached)
+                      treatment_seen=seen, cache=cached, levels=levels, dropped=_dropped(spec, facts, treated, control))
+
+
+def _dropped(spec: StudySpec, facts: dict[str, Any], treated: Any, control: Any) -> dict[str, int]:
+    """Rows the study leaves out, by reason (reasons with no rows are omitted)."""
+    t = spec.treatment[0]
+    outside = facts["n"] - facts["nulls"] - facts["kept"]
+    if spec.treatment_values.arms:
+        why = f"{t} in another arm (compared with {control!r} in its own contrast)"
+    else:
+        why = f"{t} is neither treated ({treated!r}) nor control ({control!r})"
+    out = {"null in a needed column": int(facts["nulls"]), why: int(outside)}
+    return {k: v for k, v in out.items() if v > 0}

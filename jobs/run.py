@@ -25,10 +25,10 @@ from causal_core.estimators import BootstrapOptions, Design, get_estimator
 from causal_core.plan import EstimandPlan
 from causal_core.results import EstimateResult, NotEstimable
 from causal_core.spec import EstimatorSpec, StudySpec
-from causal_core.study import plan_study
+from causal_core.study import compare_estimates, plan_study, study_warnings
 from jobs.aggregates import collect_small
 from jobs.prepare import ModelFrame, ModelRequest, build_model_frame, not_binary_reason
-from jobs.warehouse import read_study_frame
+from jobs.warehouse import describe_selection, read_study_frame
 
 AUTO_BY_KIND = {"backdoor": ("ols", "aipw"), "frontdoor": ("frontdoor",), "iv": ("iv",), "id": ("id_plugin",)}
 MAX_SEGMENT_LEVELS = 50
@@ -121,6 +121,7 @@ def _fit(es, strategy, spec, model, metric, seed, engine, segment: str) -> Estim
     diagnostics = dict(result.diagnostics)
     diagnostics.setdefault("columns", labels)
     diagnostics.setdefault("dropped_null_rows", model.dropped_nulls)
+    diagnostics.setdefault("dropped_rows", dict(model.dropped))
     diagnostics.setdefault("buckets_keyed_on", model.bucketing)
     return _replace(result, strategy=strategy.name, segment=segment,
                     contrast=_contrast_text(spec, model), diagnostics=diagnostics)
@@ -144,47 +145,60 @@ def estimate_study(spark: SparkSession, spec: StudySpec, interval: Interval = In
     Estimators that need the same model frame (same metric, contrast and adjustment,
     mediator or instrument set) share it: the rows are read, prepared and cached once,
     and they sum through one engine, which computes a pass they have in common once.
+    Every estimator of one metric and contrast draws the same bootstrap weights (common
+    random numbers), so the bootstrap of their difference comes free: estimators of one
+    target that disagree are reported in ``comparisons`` and ``warnings``.
     """
     t0 = time.perf_counter()
     plans = plan_study(spec)
     seeds = iter(np.random.SeedSequence(spec.bootstrap.seed).spawn(10_000))
-    estimates: list[dict] = []
+    fitted: list[EstimateResult | NotEstimable | dict] = []
     rows_seen = 0
+    dropped: dict[str, int] = {}
     for metric, plan in plans.items():
         if not plan.identifiable:
-            estimates.append({"metric": metric, "estimator": None, "estimate": None,
-                              "reason": f"not identifiable: {plan.reason}"})
+            fitted.append({"metric": metric, "estimator": None, "estimate": None,
+                           "reason": f"not identifiable: {plan.reason}"})
             continue
         binary_hint = not spec.treatment_values.natural
         pairs = choose_estimators(spec, plan, binary=binary_hint or spec.design == "experiment")
         for treated, control in spec.treatment_values.contrasts():
-            slots: list[list[dict]] = [[] for _ in pairs]
+            slots: list[list] = [[] for _ in pairs]
             groups: dict[ModelRequest, list[int]] = {}
-            pair_seeds = [next(seeds) for _ in pairs]
+            contrast_seed = next(seeds)
             for i, (es, strategy) in enumerate(pairs):
                 if strategy is None:
                     slots[i] = [NotEstimable(es.name, "", metric, f"no strategy in the plan admits {es.name}; "
-                                             f"strategies: {[s.name for s in plan.strategies]}").to_dict()]
+                                             f"strategies: {[s.name for s in plan.strategies]}")]
                 else:
                     groups.setdefault(_request(strategy, es.name, spec), []).append(i)
             for request, members in groups.items():
-                group = [(i, *pairs[i], pair_seeds[i]) for i in members]
-                rows = _fit_group(spark, spec, interval, metric, request, group, (treated, control), slots)
+                group = [(i, *pairs[i], contrast_seed) for i in members]
+                rows, frame_dropped = _fit_group(spark, spec, interval, metric, request, group,
+                                                 (treated, control), slots)
                 rows_seen = max(rows_seen, rows)
-            estimates += [e for slot in slots for e in slot]
+                for why, k in frame_dropped.items():
+                    dropped[why] = max(dropped.get(why, 0), k)
+            fitted += [e for slot in slots for e in slot]
+    estimates = [e for e in fitted if isinstance(e, EstimateResult)]
+    comparisons = compare_estimates(estimates)
     return {
         "version": RESULTS_VERSION, "study": spec.name, "run_key": run_key(spec, interval),
-        "interval": interval.to_dict(), "rows": rows_seen,
+        "interval": interval.to_dict(), "rows": rows_seen, "dropped_rows": dropped,
         "plan": {m: p.to_dict() for m, p in plans.items()},
-        "estimates": estimates, "refutations": [], "graph_validation": None, "checks": None, "mlflow": None,
+        "estimates": [e if isinstance(e, dict) else e.to_dict() for e in fitted],
+        "comparisons": [c.to_dict() for c in comparisons],
+        "warnings": [*spec.ignored_fields(), *study_warnings(estimates, comparisons, dropped)],
+        "refutations": [], "graph_validation": None, "checks": None, "mlflow": None,
         "spec_hash": spec.spec_hash(), "seconds": round(time.perf_counter() - t0, 3),
     }
 
 
 def _fit_group(spark: SparkSession, spec: StudySpec, interval: Interval, metric: str, request: ModelRequest,
-               group: list, contrast: tuple[Any, Any], slots: list[list[dict]]) -> int:
+               group: list, contrast: tuple[Any, Any], slots: list[list]) -> tuple[int, dict[str, int]]:
     """Prepare one model frame and fit every estimator of ``group`` on it (whole frame, then
-    each segment); results go to ``slots`` at the estimators' positions. Returns the rows."""
+    each segment); results go to ``slots`` at the estimators' positions. Returns the rows
+    kept and the rows left out, by reason."""
     from jobs.spark_engine import SparkMomentEngine
 
     treated, control = contrast
@@ -195,25 +209,32 @@ def _fit_group(spark: SparkSession, spec: StudySpec, interval: Interval, metric:
     raw = read_study_frame(spark, spec, sorted(columns), start=interval.start, end=interval.end)
     try:
         model = build_model_frame(raw, spec, metric, request, treated=treated, control=control,
-                                  binary_needed=False, n_buckets=spec.data.buckets)
+                                  binary_needed=False, n_buckets=spec.data.buckets,
+                                  selection=describe_selection(spec, interval.start, interval.end))
     except EstimationError as exc:
         for i, es, strategy, _ in group:
-            slots[i] = [NotEstimable(es.name, strategy.name, metric, str(exc)).to_dict()]
-        return 0
+            slots[i] = [NotEstimable(es.name, strategy.name, metric, str(exc))]
+        return 0, {}
     try:
-        parts = [("all", model)] + [(f"{c}={level}", _filter(model, c, level))
+        parts = [("all", model)] + [(f"{c}={_level_text(model, c, level)}", _filter(model, c, level))
                                     for c in spec.segments for level in _segment_levels(model, c)]
         engines = [SparkMomentEngine(m.df, n_buckets=spec.data.buckets, exact=spec.data.exact_sums)
                    for _, m in parts]
         for i, es, strategy, seed in group:
             if get_estimator(es.name).binary_treatment and not model.binary_treatment:
-                slots[i] = [NotEstimable(es.name, strategy.name, metric, not_binary_reason(model)).to_dict()]
+                slots[i] = [NotEstimable(es.name, strategy.name, metric, not_binary_reason(model))]
                 continue
-            slots[i] = [_fit(es, strategy, spec, m, metric, s, engine, name).to_dict()
-                        for (name, m), engine, s in zip(parts, engines, seed.spawn(len(parts)))]
+            slots[i] = [_fit(es, strategy, spec, m, metric, _child(seed, j), engine, name)
+                        for j, ((name, m), engine) in enumerate(zip(parts, engines))]
     finally:
         model.release()
-    return model.n_rows
+    return model.n_rows, dict(model.dropped)
+
+
+def _child(seed: np.random.SeedSequence, j: int) -> np.random.SeedSequence:
+    """The j-th child of ``seed``, the same however often it is asked for (``spawn`` counts
+    its calls), so every estimator of a contrast draws the same weights for part j."""
+    return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, j))
 
 
 def _segment_levels(model: ModelFrame, column: str) -> list:
@@ -222,6 +243,12 @@ def _segment_levels(model: ModelFrame, column: str) -> list:
     if len(rows) > MAX_SEGMENT_LEVELS:
         raise EstimationError(f"segment column {column!r} has more than {MAX_SEGMENT_LEVELS} levels")
     return [r[0] for r in rows]
+
+
+def _level_text(model: ModelFrame, column: str, level: Any) -> Any:
+    """A segment level as the user wrote it (a string variable id_plugin also uses is coded)."""
+    labels = model.levels.get(column)
+    return labels[int(level)] if labels and level is not None else level
 
 
 def _filter(model: ModelFrame, column: str, level: Any) -> ModelFrame:

@@ -3,8 +3,10 @@
 :func:`compile_expr` turns an expression of :mod:`causal_core.moments.expr` into a
 Column computing the same float64 arithmetic as ``evaluate_numpy`` (IEEE division by
 zero, NaN-aware comparisons, ``log`` of 0 and negatives) under ANSI mode or not.
-``RowPoisson`` weights are Poisson(1) inverse-CDF draws on ``xxhash64(unit, seed,
-replicate)``: keyed on the unit, never on partition order (DESIGN.md, Determinism).
+``RowPoisson`` weights are Poisson(1) inverse-CDF draws on ``xxhash64(key, seed,
+replicate)``: keyed on the unit, never on partition order (DESIGN.md, Determinism). The
+key of a unit id is its canonical text (:func:`unit_key`), so that the same ids stored as
+int, long, double or decimal draw the same weights and fall in the same buckets.
 
 Transcendental functions (``exp``, ``log``) come from Java's StrictMath and may differ
 from numpy's in the last ulp; everything else is the same IEEE operation.
@@ -14,8 +16,8 @@ from __future__ import annotations
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-from causal_core.moments.engine import UNIT
 from causal_core.moments.expr import BinOp, Col, Compare, Expr, Func, Lit, RowPoisson, poisson1_cdf
 from jobs.exact_sums import q
 
@@ -36,6 +38,44 @@ def poisson_weight(key: Column, seed: int, replicate: Column) -> Column:
     """Poisson(1) draw from the top 53 bits of ``xxhash64(key, seed, replicate)``."""
     h = F.xxhash64(key, F.lit(int(seed)), replicate)
     return _poisson1(F.shiftrightunsigned(h, 11).cast("double") / F.lit(float(1 << 53)))
+
+
+_INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+_TWO_63 = 2.0 ** 63
+
+
+def _double_key(x: Column) -> Column:
+    """A double's key: its integer text when it is a whole number in (-2^63, 2^63), else its
+    exact hexadecimal text (Java's ``Double.toHexString``: 7.5 -> ``0x1.ep2``), which does
+    not depend on the JVM's decimal formatting."""
+    whole = x.cast("long")  # evaluated only inside (-2^63, 2^63), where it cannot overflow
+    return (F.when(x.isNull(), F.lit(None).cast("string"))
+            .when(~(F.abs(x) < F.lit(_TWO_63)), F.format_string("%a", x))  # NaN and +-inf too
+            .when(whole.cast("double") == x, whole.cast("string"))
+            .otherwise(F.format_string("%a", x)))
+
+
+def unit_key(unit: Column, dtype: T.DataType) -> Column:
+    """The canonical text of a unit id, what buckets and row-level draws hash.
+
+    Whole numbers give their integer text whatever their type (int, long, short, a double
+    7.0, a decimal 7.00: all ``"7"``; doubles up to 2^63 in magnitude); other numbers
+    give the exact hexadecimal text of their double value; strings are themselves (so the
+    string ``"7"`` is the same unit as the number 7); booleans are 1 and 0; other types
+    their Spark string form. The pandas engine's ``unit_keys`` gives the same texts.
+    """
+    if isinstance(dtype, T.StringType):
+        return unit
+    if isinstance(dtype, _INTEGRAL):
+        return unit.cast("string")
+    if isinstance(dtype, T.BooleanType):
+        return unit.cast("int").cast("string")
+    if isinstance(dtype, T.DecimalType):
+        whole = F.floor(unit)  # a decimal of scale 0: exact, for any precision
+        return F.when(unit == whole, whole.cast("string")).otherwise(_double_key(unit.cast("double")))
+    if isinstance(dtype, (T.FloatType, T.DoubleType)):
+        return _double_key(unit.cast("double"))
+    return unit.cast("string")
 
 
 def _divide(a: Column, b: Column) -> Column:
@@ -127,9 +167,10 @@ def compile_sql(expr: Expr) -> str:
 def compile_expr(expr: Expr, key: Column | None = None) -> Column:
     """A double Column computing ``expr`` row by row, as ``evaluate_numpy`` does.
 
-    ``key`` is the unit key that :class:`RowPoisson` draws hash (default ``__unit``).
-    A NULL cell reads as NaN, as it does in pandas. Expressions without ``RowPoisson``
-    are compiled through SQL text (:func:`compile_sql`): one JVM call instead of one per node.
+    ``key`` is the row key that :class:`RowPoisson` draws hash (the engine passes the
+    canonical unit key, :func:`unit_key`, or a hash of the row's values). A NULL cell
+    reads as NaN, as it does in pandas. Expressions without ``RowPoisson`` are compiled
+    through SQL text (:func:`compile_sql`): one JVM call instead of one per node.
     """
     if not has_row_poisson(expr):
         return F.expr(compile_sql(expr))
@@ -156,5 +197,7 @@ def _compile_columns(expr: Expr, key: Column | None = None) -> Column:
     if isinstance(expr, Compare):
         return _compare(expr.op, compile_expr(expr.left, key), compile_expr(expr.right, key))
     if isinstance(expr, RowPoisson):
-        return poisson_weight(q(UNIT) if key is None else key, expr.seed, F.lit(int(expr.replicate)))
+        if key is None:
+            raise ValueError("RowPoisson draws need the row key (SparkMomentEngine passes the canonical unit key)")
+        return poisson_weight(key, expr.seed, F.lit(int(expr.replicate)))
     raise TypeError(f"not a moment expression: {expr!r}")

@@ -25,16 +25,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from causal_core.errors import DataCheckError
+from causal_core.errors import DataCheckError, EstimationError
 from causal_core.moments.engine import BUCKET, DEFAULT_BUCKETS, UNIT, Totals, triu_pairs
 from causal_core.moments.expr import Compare, Expr, Lit
+from jobs.aggregates import collect_bounded
 from jobs.exact_sums import LIMBS, REST, combine_limbs, limb_aggregates, q, with_limbs, with_total
-from jobs.spark_compile import compile_expr, compile_sql, has_row_poisson, poisson_weight
+from jobs.spark_compile import compile_expr, compile_sql, has_row_poisson, poisson_weight, unit_key
 
-__all__ = ("SparkMomentEngine", "with_buckets", "collect_arrow", "duplicate_dispersion")
+__all__ = ("SparkMomentEngine", "with_buckets", "with_level_codes", "collect_arrow", "duplicate_dispersion")
 
 _POS, _VAL, _GROUP = "__pos", "__v", "__g"
 
@@ -44,7 +45,11 @@ COPY = "__copy"
 
 def with_buckets(df: DataFrame, n_buckets: int, unit_column: str | None = None, salt: str = "whybatch", *,
                  copies: bool = False, flags: Sequence[str] = ()) -> DataFrame:
-    """Add ``__bucket = pmod(xxhash64(unit, salt), K)``, and ``__unit`` when a unit is given.
+    """Add ``__bucket = pmod(xxhash64(key, salt), K)``, and ``__unit`` when a unit is given.
+
+    The key of a unit is its canonical text (:func:`jobs.spark_compile.unit_key`): the same
+    ids stored as int, long, double, decimal or their digits as strings get the same
+    buckets. ``__unit`` keeps the ids as stored (cluster sums group by it).
 
     Without a unit the hash covers every column of the row, so the bucket is a function of
     the row's values, never of its position or partition. Identical rows then share a
@@ -59,16 +64,52 @@ def with_buckets(df: DataFrame, n_buckets: int, unit_column: str | None = None, 
     if unit_column is not None:
         if unit_column not in df.columns:
             raise DataCheckError(f"unit column {unit_column!r} is not in the frame (columns: {df.columns})")
+        dtype = df.schema[unit_column].dataType
         df = df if unit_column == UNIT else df.withColumn(UNIT, q(unit_column))
-        h = F.xxhash64(q(UNIT), F.lit(salt))
+        h = F.xxhash64(unit_key(q(UNIT), dtype), F.lit(salt))
     else:
         values = [q(c) for c in df.columns if c != COPY and c not in flags]
         if copies:
-            from pyspark.sql import Window
-
             df = df.withColumn(COPY, F.row_number().over(Window.partitionBy(*values).orderBy(*values)))
         h = F.xxhash64(*values, *([q(COPY)] if copies else []), F.lit(salt))
     return df.withColumn(BUCKET, F.pmod(h, F.lit(int(n_buckets))).cast("int"))
+
+
+LEVELS_KEY = "whybatch.levels"  # column metadata of a coded column: the value of each code
+
+
+def with_level_codes(df: DataFrame, columns: Sequence[str], max_levels: int,
+                     what: str = "discrete variable") -> tuple[DataFrame, dict[str, tuple[str, ...]]]:
+    """Replace each of ``columns`` by its level code, a double: the position (0, 1, ...) of
+    the value's text among the column's distinct texts, sorted. The levels travel in the
+    coded column's metadata, as Spark ML's ``StringIndexer`` keeps its labels, where
+    :meth:`SparkMomentEngine.level_labels` reads them; they are returned as well.
+
+    One aggregation over ``df`` (meant to be the prepared, cached rows) finds them: each
+    distinct (column, text) pair, numbered per column in order, and at most
+    ``max_levels + 1`` per column reach the driver, with the column's count of distinct
+    values. A column with more than ``max_levels`` is an :class:`EstimationError` naming
+    it and the count.
+    """
+    if not columns:
+        return df, {}
+    tagged = F.explode(F.array(*[F.struct(F.lit(i).alias("v"), q(c).cast("string").alias("level"))
+                                 for i, c in enumerate(columns)]))
+    pairs = df.select(tagged.alias("e")).select("e.v", "e.level").where(F.col("level").isNotNull()).distinct()
+    per_column = Window.partitionBy("v")
+    ranked = pairs.select("v", "level", F.row_number().over(per_column.orderBy("level")).alias("k"),
+                          F.count(F.lit(1)).over(per_column).alias("n")).where(F.col("k") <= max_levels + 1)
+    rows = sorted(collect_bounded(ranked, len(columns) * (max_levels + 1), f"levels of {list(columns)}"),
+                  key=lambda r: (r["v"], r["k"]))
+    counts = {columns[r["v"]]: r["n"] for r in rows}
+    for c in columns:
+        if counts.get(c, 0) > max_levels:
+            raise EstimationError(f"{what} {c!r} has {counts[c]} distinct values; at most {max_levels} can be "
+                                  "coded as levels (coarsen it, e.g. with a derived column)")
+    levels = {c: tuple(r["level"] for r in rows if columns[r["v"]] == c) for c in columns}
+    coded = {c: (F.array_position(F.array(*[F.lit(v) for v in levels[c]]), q(c).cast("string")) - 1)
+             .cast("double").alias(c, metadata={LEVELS_KEY: list(levels[c])}) for c in columns}
+    return df.select(*[coded.get(c, q(c)) for c in df.columns]), levels
 
 
 def duplicate_dispersion(bucket_counts: np.ndarray) -> float:
@@ -119,6 +160,14 @@ class SparkMomentEngine:
     def n_buckets(self) -> int:
         return self._n
 
+    def level_labels(self, column: str) -> tuple[str, ...] | None:
+        """The values the codes of a column coded by :func:`with_level_codes` stand for
+        (code k is ``labels[k]``); None for a column that was not coded."""
+        if column not in self._source.columns:
+            return None
+        labels = self._source.schema[column].metadata.get(LEVELS_KEY)
+        return None if labels is None else tuple(labels)
+
     def persist(self, columns: Sequence[str] | None = None) -> SparkMomentEngine:
         self.unpersist()
         frame = self._source
@@ -144,9 +193,10 @@ class SparkMomentEngine:
         self.unpersist()
 
     def _key(self) -> Column:
-        """What row-level draws are keyed on: the unit, or a hash of the row's values."""
+        """What row-level draws are keyed on: the unit's canonical text (the key its bucket
+        hashes), or a hash of the row's values."""
         if self.unit_column is not None:
-            return q(UNIT)
+            return unit_key(q(UNIT), self._source.schema[UNIT].dataType)
         return F.xxhash64(*[q(c) for c in self._source.columns if c != BUCKET])
 
     def _values(self, exprs: Sequence[Expr]) -> Column:

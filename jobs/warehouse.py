@@ -8,11 +8,17 @@ and columns before it reads anything.
 from __future__ import annotations
 
 import difflib
+import glob
+import re
 from collections.abc import Iterable, Sequence
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlparse
 
 from pyspark.errors import AnalysisException, ParseException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from causal_core.errors import DataCheckError, SpecError
 from causal_core.spec import DataSpec, StudySpec
@@ -33,7 +39,12 @@ def load_source(spark: SparkSession, data: DataSpec) -> DataFrame:
 
 
 def filter_interval(df: DataFrame, partition_column: str | None, start: str | None, end: str | None) -> DataFrame:
-    """Keep partitions in the half-open interval [start, end) (Airflow's data-interval convention)."""
+    """Keep partitions in the half-open interval [start, end) (Airflow's data-interval convention).
+
+    The bounds are compared in the partition column's own type: dates and timestamps as
+    dates, integers (``20260103``) as integers, strings as ISO text. :func:`check_interval`
+    has already checked their form before Spark started.
+    """
     if start is None and end is None:
         return df
     if not partition_column:
@@ -42,12 +53,87 @@ def filter_interval(df: DataFrame, partition_column: str | None, start: str | No
     if partition_column not in df.columns:
         raise SpecError(f"data.partition_column {partition_column!r} is not a column of the table",
                         (("data.partition_column", "unknown column"),))
+    kind = df.schema[partition_column].dataType
     cond = F.lit(True)
-    if start is not None:
-        cond = cond & (F.col(partition_column) >= F.lit(start).cast("date"))
-    if end is not None:
-        cond = cond & (F.col(partition_column) < F.lit(end).cast("date"))
+    for bound, value in (("start", start), ("end", end)):
+        if value is None:
+            continue
+        literal = _bound_literal(partition_column, kind, bound, value)
+        cond = cond & (F.col(partition_column) >= literal if bound == "start" else F.col(partition_column) < literal)
     return df.where(cond)
+
+
+def _bound_literal(column: str, kind: T.DataType, bound: str, value: str) -> Column:
+    """``value`` as a literal of the partition column's type, or a SpecError saying what was expected."""
+    if isinstance(kind, (T.DateType, T.TimestampType, T.TimestampNTZType)):
+        if not ISO_DATE.match(value):
+            raise SpecError(f"--{bound} {value!r}: partition column {column!r} holds dates; expected YYYY-MM-DD",
+                            ((f"--{bound}", "expected YYYY-MM-DD"),))
+        return F.lit(value).cast("date")
+    if isinstance(kind, (T.ByteType, T.ShortType, T.IntegerType, T.LongType)):
+        digits = value.replace("-", "") if ISO_DATE.match(value) else value
+        if not digits.isdigit():
+            raise SpecError(f"--{bound} {value!r}: partition column {column!r} holds integers; expected an integer "
+                            "such as 20260103 (or YYYY-MM-DD, read as YYYYMMDD)",
+                            ((f"--{bound}", "expected an integer"),))
+        return F.lit(int(digits))
+    if isinstance(kind, T.StringType):
+        return F.lit(value)
+    raise SpecError(f"data.partition_column {column!r} has type {kind.simpleString()}; an interval needs a date, "
+                    "timestamp, integer or string partition column",
+                    (("data.partition_column", "date, timestamp, integer or string"),))
+
+
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def check_interval(spec: StudySpec, start: str | None, end: str | None) -> None:
+    """Check an interval's form before Spark starts: bounds are ISO dates (YYYY-MM-DD) or
+    integers, need ``data.partition_column``, and ``start`` comes before ``end``."""
+    if start is None and end is None:
+        return
+    if not spec.data.partition_column:
+        raise SpecError(f"{spec.source or spec.name}: --start/--end select partitions, but the study has no "
+                        "data.partition_column", (("data.partition_column", "required with --start/--end"),))
+    parsed = {}
+    for bound, value in (("start", start), ("end", end)):
+        if value is None:
+            continue
+        if ISO_DATE.match(value):
+            try:
+                parsed[bound] = date.fromisoformat(value).strftime("%Y%m%d")
+            except ValueError:
+                raise SpecError(f"--{bound} {value!r} is not a calendar date; expected YYYY-MM-DD",
+                                ((f"--{bound}", "expected YYYY-MM-DD"),)) from None
+        elif value.isdigit():
+            parsed[bound] = value
+        else:
+            raise SpecError(f"--{bound} {value!r}: expected a date YYYY-MM-DD (or an integer partition value "
+                            f"such as 20260103) for partition column {spec.data.partition_column!r}",
+                            ((f"--{bound}", "expected YYYY-MM-DD"),))
+    if len(parsed) == 2 and int(parsed["start"]) >= int(parsed["end"]):
+        raise SpecError(f"--start {start} is not before --end {end}: the interval [start, end) is empty",
+                        (("--end", "after --start"),))
+
+
+def check_source(spec: StudySpec) -> None:
+    """A local ``data.path`` that does not exist fails before Spark starts."""
+    path = spec.data.path
+    if not path:
+        return
+    scheme = urlparse(path).scheme
+    if scheme in ("", "file"):
+        local = Path(urlparse(path).path if scheme == "file" else path).expanduser()
+        if not glob.has_magic(str(local)) and not local.exists():
+            raise SpecError(f"{spec.source or spec.name}: data.path {path!r} does not exist",
+                            (("data.path", "no such file or directory"),))
+
+
+def describe_selection(spec: StudySpec, start: str | None, end: str | None) -> str:
+    """``[start, end) of demo.customers`` / ``path /x (csv)``: where rows were looked for, for messages."""
+    where = f"table {spec.data.table}" if spec.data.table else f"{spec.data.path} ({spec.data.format})"
+    interval = f"[{start or '…'}, {end or '…'}) of " if (start or end) else ""
+    return interval + where + (f" where {spec.data.where}" if spec.data.where else "")
 
 
 def apply_where(df: DataFrame, where: str | None) -> DataFrame:

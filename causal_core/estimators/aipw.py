@@ -38,7 +38,8 @@ from causal_core.estimators.linear import batched_solve, check_regressors, gram_
 from causal_core.estimators.moment_batch import MomentBatch, times
 from causal_core.estimators.ipw import ARM_NAMES, ARMS
 from causal_core.estimators.propensity import LogisticFit, fit_logistic, logistic_terms
-from causal_core.estimators.weighting import PropensityEstimator, PropensityWarning, PropensityWeights, overlap_warnings
+from causal_core.estimators.weighting import (PropensityEstimator, PropensityWarning, PropensityWeights,
+                                              overlap_diagnostic, overlap_warnings)
 from causal_core.moments.expr import Expr, col, linear, lit
 
 
@@ -124,8 +125,11 @@ class AIPW(PropensityEstimator):
     """Doubly robust AIPW for the ATE, ATT or ATC (see module docstring).
 
     ``trim`` / ``clip`` as for ``ipw`` (default neither; a warning names the rows with
-    propensity beyond ``near_bound``). ``bootstrap``, ``level``, ``ci_method`` as in
+    propensity beyond ``near_bound``, 0.05). ``bootstrap``, ``level``, ``ci_method`` as in
     :mod:`inference`. Outcome models use the same terms as the propensity model.
+    ``diagnostics["overlap"]`` (:func:`overlap_diagnostic`) is summed on the propensity
+    fit's last Newton pass (at the last Newton point, within the fit's tolerance of the
+    coefficients), or in one totals pass of its own when that pass was not foreseen.
     """
 
     name = "aipw"
@@ -135,7 +139,7 @@ class AIPW(PropensityEstimator):
         check_options(self.bootstrap, self.ci_method, self.level)
         grams = outcome_gram_exprs(design)
         fit = fit_logistic(engine, design.treatment, design.covariates, max_iter=self.max_iter, tol=self.tol,
-                           label=design.label, outcome=design.outcome, first_by_bucket=True)
+                           label=design.label, outcome=design.outcome, first_by_bucket=True, overlap=True)
         gamma = _fit_outcomes(fit, design)
         pw = PropensityWeights.build(fit, design.target, trim=self.trim, clip=self.clip)
         batch, if_exprs = _if_batch(design, fit, pw, gamma, self.near_bound)
@@ -173,5 +177,6 @@ class AIPW(PropensityEstimator):
             "n_trimmed": {ARM_NAMES[a]: int(count[a]["n"] - count[a]["kept"]) for a in ARMS},
             "n_clipped": {ARM_NAMES[a]: int(count[a]["clipped"]) for a in ARMS},
             "n_near_bounds": int(near), "near_bound": self.near_bound,
+            "overlap": overlap_diagnostic(fit.overlap, "logistic"),
             "trim": self.trim, "clip": self.clip, "warnings": warns,
         }

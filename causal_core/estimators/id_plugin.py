@@ -11,7 +11,11 @@ goes into ``design.expression.evaluate`` and gives ``P(y | do(x))``, hence the c
 Levels: ``levels`` (a mapping variable -> values, which the Spark adapter can fill from
 the table), else ``engine.distinct_values(column, limit)`` when the engine offers it,
 else one counting pass over the integer codes ``0 .. max_levels - 1`` (the prepared frame
-is numeric; other codes need ``levels``).
+is numeric; other codes need ``levels``). A string variable reaches the engine coded as
+0, 1, ... (the Spark preparation and the pandas engine both code it), and
+``engine.level_labels(column)`` gives the value behind each code: all its codes are its
+levels, treatment values and ``levels`` are matched by their text, and the diagnostics
+and the joint name the values, not the codes.
 
 Uncertainty: the bucket bootstrap reweights the per-bucket cell counts and re-evaluates
 the formula (milliseconds each; 200 replicates by default). The analytic SE is the
@@ -23,6 +27,7 @@ is ``(sum_c p_c d_c^2 - (sum_c p_c d_c)^2) / n`` — per unit when clustered.
 from __future__ import annotations
 
 import itertools
+import numbers
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -57,14 +62,44 @@ def needed_variables(design: Design) -> tuple[str, ...]:
     return tuple(dict.fromkeys(cols))
 
 
+def level_labels(engine, variables: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The values behind the integer codes of the variables the engine coded (string
+    columns: code k stands for ``labels[k]``); empty for engines that code nothing."""
+    if not hasattr(engine, "level_labels"):
+        return {}
+    found = {v: engine.level_labels(v) for v in variables}
+    return {v: tuple(labels) for v, labels in found.items() if labels is not None}
+
+
+def _coded_levels(design: Design, variable: str, labels: tuple[str, ...], given: Sequence | None,
+                  max_levels: int) -> tuple[float, ...]:
+    """The codes of a coded variable: all of them, or those of the ``given`` values."""
+    if len(labels) > max_levels:
+        raise EstimationError(f"id_plugin: variable {design.label(variable)!r} has {len(labels)} levels, more than "
+                              f"max_levels={max_levels}; coarsen it or raise max_levels")
+    if given is None:
+        return tuple(float(k) for k in range(len(labels)))
+    code = {text: float(k) for k, text in enumerate(labels)}
+    unknown = [g for g in given if str(g) not in code]
+    if unknown:
+        raise EstimationError(f"id_plugin: levels {unknown} of {design.label(variable)!r} do not occur in the data "
+                              f"(its values: {list(labels)})")
+    return tuple(sorted(code[str(g)] for g in given))
+
+
 def resolve_levels(engine, design: Design, variables: Sequence[str], given: Mapping[str, Sequence] | None,
-                   max_levels: int) -> dict[str, tuple]:
-    """Levels per variable: given, from the engine, or discovered as integer codes."""
+                   max_levels: int, labels: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, tuple]:
+    """Levels per variable: codes of a coded variable (``labels``), given, from the engine,
+    or discovered as integer codes."""
     given = dict(given or {})
+    labels = dict(labels or {})
     out: dict[str, tuple] = {}
     probe = []
     for v in variables:
         lv = given.get(v, given.get(design.label(v)))
+        if v in labels:
+            out[v] = _coded_levels(design, v, labels[v], lv, max_levels)
+            continue
         if lv is None and hasattr(engine, "distinct_values"):
             lv = engine.distinct_values(v, max_levels)
         if lv is None:
@@ -106,19 +141,42 @@ def cell_exprs(variables: Sequence[str], levels: Mapping[str, tuple]) -> tuple[l
 
 
 class Contrast:
-    """The map from cell probabilities to E[Y | do(x1)] - E[Y | do(x0)] (or probabilities)."""
+    """The map from cell probabilities to E[Y | do(x1)] - E[Y | do(x0)] (or probabilities).
+
+    ``labels`` (variable -> values behind its codes) turns the treatment values into
+    codes and names the codes in :meth:`show` and :meth:`with_labels`."""
 
     def __init__(self, design: Design, variables: Sequence[str], cells: Sequence[tuple],
-                 outcome_level: float | None) -> None:
+                 outcome_level: float | None, labels: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.expression = design.expression
         self.names = [design.label(v) for v in variables]
         self.frame = pd.DataFrame(cells, columns=self.names)
+        self.labels = {design.label(v): tuple(texts) for v, texts in (labels or {}).items() if v in variables}
         self.x, self.y = design.label(design.treatment), design.label(design.outcome)
-        self.x1, self.x0 = float(design.treated_value), float(design.control_value)
+        self.x1, self.x0 = self._code(design.treated_value), self._code(design.control_value)
         self.outcome_level = outcome_level
-        for value in (self.x1, self.x0):
+        for value, given in ((self.x1, design.treated_value), (self.x0, design.control_value)):
             if value not in set(self.frame[self.x]):
-                raise EstimationError(f"id_plugin: treatment value {value:g} of {self.x!r} does not occur in the data")
+                shown = f"{given:g}" if isinstance(given, numbers.Real) else repr(given)
+                raise EstimationError(f"id_plugin: treatment value {shown} of {self.x!r} does not occur in the data")
+
+    def _code(self, value: Any) -> float:
+        """A treatment value as the frame holds it: its code when the treatment is coded
+        (NaN for a value that does not occur), else its number."""
+        texts = self.labels.get(self.x)
+        if texts is None:
+            return float(value)
+        return float(texts.index(str(value))) if str(value) in texts else float("nan")
+
+    def show(self, name: str, value: float) -> str:
+        """A value of variable ``name`` as the user knows it: the text behind a code, or the number."""
+        texts = self.labels.get(name)
+        return texts[int(value)] if texts is not None else f"{value:g}"
+
+    def with_labels(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` (columns named like the joint's) with codes replaced by their values."""
+        return frame.assign(**{name: [texts[int(c)] for c in frame[name]]
+                               for name, texts in self.labels.items() if name in frame.columns})
 
     def do_means(self, p: np.ndarray) -> tuple[float, float]:
         """(E or P)[Y | do(x1)] and [Y | do(x0)] on the joint with cell probabilities p."""
@@ -195,8 +253,9 @@ class Contrast:
 class IdPlugin(Estimator):
     """Plug-in estimate of an identification formula on discrete variables (module docstring).
 
-    Options: ``levels`` (variable -> numeric codes), ``outcome_level`` (report P(Y = v | do(x))
-    contrasts instead of means), ``max_levels`` for level discovery, ``max_cells`` (the
+    Options: ``levels`` (variable -> numeric codes, or the values of a string variable),
+    ``outcome_level`` (report P(Y = v | do(x)) contrasts instead of means), ``max_levels``
+    (most levels a variable may have; the bound of level discovery), ``max_cells`` (the
     cell count is the product of the level counts; each cell is a moment column).
     """
 
@@ -223,7 +282,8 @@ class IdPlugin(Estimator):
         if design.expression is None or not hasattr(design.expression, "evaluate"):
             raise EstimationError("id_plugin needs the estimand expression (design.expression) to evaluate")
         variables = needed_variables(design)
-        levels = resolve_levels(engine, design, variables, self.levels, self.max_levels)
+        labels = level_labels(engine, variables)
+        levels = resolve_levels(engine, design, variables, self.levels, self.max_levels, labels)
         n_cells = int(np.prod([len(levels[v]) for v in variables]))
         if n_cells > self.max_cells:
             sizes = ", ".join(f"{design.label(v)}: {len(levels[v])}" for v in variables)
@@ -238,7 +298,7 @@ class IdPlugin(Estimator):
         if counts.sum() != n:
             raise EstimationError(f"id_plugin: {int(n - counts.sum())} of {int(n)} rows have values outside the "
                                   f"given levels of {[design.label(v) for v in variables]}")
-        contrast = Contrast(design, variables, cells, self.outcome_level)
+        contrast = Contrast(design, variables, cells, self.outcome_level, labels)
         p = counts / n
         estimate = contrast(p)
         grad = contrast.simplex_gradient(p)
@@ -247,18 +307,20 @@ class IdPlugin(Estimator):
                                     contrast.batch, self.bootstrap)
         m1, m0 = contrast.do_means(p)
         per_bucket = sums.buckets("n")[:, 0]
+        x1, x0 = contrast.show(contrast.x, contrast.x1), contrast.show(contrast.x, contrast.x0)
         diag = {
             "warnings": bucket_warnings(per_bucket),
-            "do_means": {f"{contrast.x}={contrast.x1:g}": m1, f"{contrast.x}={contrast.x0:g}": m0},
-            "levels": {design.label(v): list(levels[v]) for v in variables},
+            "do_means": {f"{contrast.x}={x1}": m1, f"{contrast.x}={x0}": m0},
+            "levels": {design.label(v): [labels[v][int(c)] for c in levels[v]] if v in labels else list(levels[v])
+                       for v in variables},
             "n_cells": n_cells, "empty_cells": int(np.sum(counts == 0)),
             "quantity": "mean" if self.outcome_level is None else f"P({contrast.y}={self.outcome_level:g})",
         }
-        self.levels_, self.joint_ = levels, contrast.frame.assign(p=p)
+        self.levels_, self.joint_ = levels, contrast.with_labels(contrast.frame.assign(p=p))
         self.result_ = summarize(self.name, design, estimate=estimate, analytic_se=se, n=int(n), replicates=reps,
                                  bootstrap=self.bootstrap, ci_method=self.ci_method, level=self.level,
                                  diagnostics=diag,
-                                 contrast=f"do({contrast.x}={contrast.x1:g}) - do({contrast.x}={contrast.x0:g})")
+                                 contrast=f"do({contrast.x}={x1}) - do({contrast.x}={x0})")
         return self
 
     @staticmethod

@@ -40,13 +40,12 @@ from causal_core.estimators.inference import bootstrap_replicates, check_options
 from causal_core.estimators.linear import score_meat, unpack_gram
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
 from causal_core.estimators.propensity import LogisticFit, fit_logistic_with
-from causal_core.estimators.score_quantiles import COARSE_PROBS, coarse_cdf
+from causal_core.estimators.score_quantiles import (
+    ARM_NAMES, ARMS, COARSE_PROBS, OVERLAP_PROBS, ArmOverlap, arm_eta_extremes, coarse_cdf,
+)
 from causal_core.estimators.weighting import (PropensityEstimator, PropensityWarning, PropensityWeights, kish_ess,
-                                              overlap_warnings, standardized_differences)
+                                              overlap_diagnostic, overlap_warnings, standardized_differences)
 from causal_core.moments.expr import Expr, col, linear, lit, sigmoid
-
-ARMS = (1, 0)
-ARM_NAMES = {1: "treated", 0: "control"}
 
 
 def _base_exprs(design: Design, pw: PropensityWeights) -> tuple[list[Expr], Expr]:
@@ -138,24 +137,12 @@ def arm_moments(fit: LogisticFit) -> dict[int, tuple[float, np.ndarray, np.ndarr
     return out
 
 
-BEYOND = 1e300  # stands for "no row of this arm" in the min / max of eta
-
-
-def _arm_eta_extremes(pw: PropensityWeights, treatment: str) -> list[Expr]:
-    """Per arm, ``eta`` on the arm's rows and +BEYOND elsewhere (its minimum is the arm's
-    smallest ``eta``), then ``eta`` on the arm's rows and -BEYOND elsewhere (its maximum)."""
-    out = []
-    for a in ARMS:
-        arm = pw.arm(treatment, a)
-        off = lit(1.0) - arm
-        out += [arm * pw.eta + off * lit(BEYOND), arm * pw.eta - off * lit(BEYOND)]
-    return out
-
-
-def _propensity_range(low: np.ndarray, high: np.ndarray) -> dict[str, list[float]]:
-    """The exact fitted propensity range per arm, from :func:`_arm_eta_extremes`."""
-    sig = lambda v: float(1.0 / (1.0 + np.exp(-v)))  # noqa: E731
-    return {ARM_NAMES[a]: [sig(low[2 * i]), sig(high[2 * i + 1])] for i, a in enumerate(ARMS)}
+def _arm_overlap(sums: BucketMoments, n_arm: dict[int, float], low: np.ndarray, high: np.ndarray) -> ArmOverlap:
+    """The arms' overlap from the main pass: the exact per-arm range of ``eta`` and the
+    rows below the overlap bounds, read off the histogram's cumulative counts."""
+    at = [COARSE_PROBS.index(p) for p in OVERLAP_PROBS]
+    below = np.vstack([sums.total_vector(f"cdf{a}")[at] for a in ARMS])
+    return ArmOverlap.from_sums([n_arm[a] for a in ARMS], below, low, high)
 
 
 def _histogram(sums: BucketMoments, n_arm: dict[int, float]) -> dict:
@@ -169,8 +156,9 @@ def _histogram(sums: BucketMoments, n_arm: dict[int, float]) -> dict:
 
 
 def weighting_diagnostics(design: Design, fit: LogisticFit, sums: BucketMoments, near_bound: float,
-                          prange: dict[str, list[float]]) -> dict:
-    """ESS, trimmed/clipped counts, balance and warnings from the main pass's totals."""
+                          low: np.ndarray, high: np.ndarray) -> dict:
+    """ESS, trimmed/clipped counts, balance, overlap and warnings from the main pass's
+    totals and extremes (:func:`arm_eta_extremes`)."""
     tot = lambda name: np.array([np.atleast_1d(sums.total_vector(f"{name}{a}")) for a in ARMS])  # noqa: E731
     arms = arm_moments(fit)
     n_arm = {a: arms[a][0] for a in ARMS}
@@ -184,19 +172,20 @@ def weighting_diagnostics(design: Design, fit: LogisticFit, sums: BucketMoments,
     warns = overlap_warnings(float(near.sum()), float(n.sum()), near_bound, max_after)
     for w in warns:
         warnings.warn(w, PropensityWarning, stacklevel=3)
+    overlap = _arm_overlap(sums, n_arm, low, high)
     return {
         "propensity_coefficients": dict(zip(fit.names, map(float, fit.coef))),
         "propensity_iterations": fit.n_iter,
         "n_treated": int(n[0]), "n_control": int(n[1]),
         "effective_sample_size": {"treated": kish_ess(wn[0], w2[0]), "control": kish_ess(wn[1], w2[1])},
-        "propensity_range": prange,
+        "propensity_range": overlap.propensity_range(),
         "propensity_histogram": _histogram(sums, n_arm),
         "n_trimmed": {"treated": int(n[0] - kept[0]), "control": int(n[1] - kept[1])},
         "n_clipped": {"treated": int(clipped[0]), "control": int(clipped[1])},
         "n_near_bounds": int(near.sum()), "near_bound": near_bound,
         "smd_before": dict(zip(map(design.label, design.covariates), map(float, before))),
         "smd_after": dict(zip(map(design.label, design.covariates), map(float, after))),
-        "max_abs_smd_after": max_after, "warnings": warns,
+        "max_abs_smd_after": max_after, "overlap": overlap_diagnostic(overlap, "logistic"), "warnings": warns,
     }
 
 
@@ -207,7 +196,8 @@ class IPW(PropensityEstimator):
     Options: ``trim`` a in (0, 0.5) drops units with propensity outside [a, 1 - a]
     (changes the estimand to that overlap population); ``clip`` a caps propensities into
     [a, 1 - a] (keeps the estimand, adds bias). Default: neither — a warning names the
-    rows whose propensity is below ``near_bound`` (0.01) or above 1 - ``near_bound``.
+    rows whose propensity is below ``near_bound`` (0.05) or above 1 - ``near_bound``;
+    ``diagnostics["overlap"]`` reports the arms' overlap (:func:`overlap_diagnostic`).
     ``bootstrap``, ``level`` and ``ci_method`` as in :mod:`inference` (default: the
     percentile interval of 1000 one-step bucket-bootstrap replicates).
     """
@@ -220,7 +210,7 @@ class IPW(PropensityEstimator):
 
         def final(provisional: LogisticFit) -> tuple[MomentBatch, list[Expr]]:
             pw = PropensityWeights.build(provisional, design.target, trim=self.trim, clip=self.clip)
-            return _main_batch(design, provisional, pw, self.near_bound), _arm_eta_extremes(pw, design.treatment)
+            return _main_batch(design, provisional, pw, self.near_bound), arm_eta_extremes(pw.eta, design.treatment)
 
         fit, done = fit_logistic_with(engine, design.treatment, design.covariates, final=final,
                                       outcome=design.outcome, max_iter=self.max_iter, tol=self.tol,
@@ -244,7 +234,7 @@ class IPW(PropensityEstimator):
             psi2 = per_bucket[:, 4].sum()
         se = float(np.sqrt(max(psi2, 0.0)))
         reps = bootstrap_replicates(engine, moved, per_bucket[:, :4], _hajek_effect, self.bootstrap)
-        diag = weighting_diagnostics(design, fit, sums, self.near_bound, _propensity_range(low, high))
+        diag = weighting_diagnostics(design, fit, sums, self.near_bound, low, high)
         diag.update(trim=self.trim, clip=self.clip, weights="hajek")
         self.propensity_ = fit
         self.result_ = summarize(self.name, design, estimate=estimate, analytic_se=se,

@@ -20,6 +20,12 @@ API
     as NaN instead of failing the whole batch.
 ``check_regressors(gram, names)``
     raises :class:`EstimationError` naming constant, non-finite or collinear columns.
+``support_gaps(arm_grams, labels)``, ``positivity_message(gaps, treatment)``
+    levels of indicator covariates (one-hot columns) with rows in one treatment arm only,
+    found from the per-arm Gram matrices, and the error that names them.
+``check_arm_regressors(arm_grams, labels, prefix)``
+    separate regressions per arm: covariates constant in one arm only, or collinear
+    within an arm, named in the user's terms.
 ``column_gram(engine, columns)``
     pass 1 for models of plain columns: per-bucket Gram sums of ``(1, *columns)``,
     re-run on recentred columns when ``recentring_shift`` asks; returns a ``GramPass``.
@@ -38,6 +44,7 @@ API
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -141,6 +148,132 @@ def check_regressors(gram: np.ndarray, names: Sequence[str], *, role: dict[str, 
         raise EstimationError(
             f"collinear columns: {', '.join(involved)} are linearly dependent (with the intercept); "
             "drop one of them or change the encoding")
+
+
+# A 0/1 column has sum x = sum x^2 in every arm; this relative tolerance absorbs rounding.
+INDICATOR_TOL = 1e-9
+# How ``encode: categorical`` labels a level's one-hot column: ``variable=level``.
+LEVEL_LABEL = re.compile(r"^([^=<>!\s]+)=([^=].*)$")  # not SQL terms such as "a >= 1", "a == b"
+ARM_WORDS = {0: "untreated", 1: "treated"}
+
+
+@dataclass(frozen=True)
+class SupportGap:
+    """A covariate level with rows in one treatment arm only: ``where`` says which rows in
+    the user's words ("cat = d"), ``empty`` is the arm without rows there (0 untreated, 1
+    treated) and ``rows`` counts the other arm's rows there."""
+
+    where: str
+    empty: int
+    rows: int
+
+
+def _level_counts(arm_grams: np.ndarray, labels: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    """``(where, (2,) rows per arm)`` for every level of the indicator covariates."""
+    n = arm_grams[:, 0, 0]
+    s = arm_grams[:, 0, 1:]
+    sq = np.diagonal(arm_grams, axis1=1, axis2=2)[:, 1:]
+    with np.errstate(invalid="ignore"):
+        indicator = np.all(np.isfinite(s) & (np.abs(s - sq) <= INDICATOR_TOL * np.maximum(1.0, np.abs(sq)))
+                           & (s >= -0.5) & (s <= n[:, None] + 0.5), axis=0)
+    groups: dict[str, list[tuple[int, str]]] = {}
+    out = []
+    for j, label in enumerate(labels):
+        if not indicator[j]:
+            continue
+        level = LEVEL_LABEL.match(label)
+        if level is None:  # a 0/1 covariate of its own: levels 1 and 0
+            out += [(f"{label} = 1", s[:, j]), (f"{label} = 0", n - s[:, j])]
+        else:
+            groups.setdefault(level.group(1), []).append((j, level.group(2)))
+    for variable, members in groups.items():
+        out += [(f"{variable} = {level}", s[:, j]) for j, level in members]
+        idx = [1 + j for j, _ in members]
+        exclusive = all(arm_grams[a, i, k] == 0.0 for a in (0, 1) for i in idx for k in idx if i < k)
+        if exclusive:  # one-hot columns of one categorical: the rest is its reference level
+            levels = ", ".join(level for _, level in members)
+            where = f"{variable} is not {levels}" if len(members) == 1 else f"{variable} is none of {levels}"
+            out.append((where, n - s[:, [j for j, _ in members]].sum(axis=1)))
+    return out
+
+
+def support_gaps(arm_grams: np.ndarray, labels: Sequence[str]) -> list[SupportGap]:
+    """Levels of indicator covariates that occur in one treatment arm and not the other.
+
+    ``arm_grams`` (2, q, q) are the Gram matrices of ``(1, x_1..x_p)`` over the control
+    (index 0) and treated (index 1) rows, ``labels`` the users' names of the x. A column
+    is an indicator when each arm has ``sum x = sum x^2`` (x in {0, 1}); the one-hot
+    columns of a categorical (labels ``variable=level``) that never overlap (zero cross
+    products) also stand for its reference level, whose rows are those left over. A level
+    with rows in one arm only breaks positivity, ``0 < P(d = 1 | x) < 1`` (Rosenbaum &
+    Rubin 1983): no row of the other arm is there to compare with, and a model's answer
+    there is extrapolation (Petersen et al. 2012, "Diagnosing and responding to violations
+    in the positivity assumption", sec. 2). Continuous covariates are not judged here.
+    """
+    gaps = []
+    for where, rows in _level_counts(np.asarray(arm_grams, dtype=float), labels):
+        for empty in (0, 1):
+            if rows[empty] < 0.5 <= rows[1 - empty]:
+                gaps.append(SupportGap(where, empty, int(round(rows[1 - empty]))))
+    return gaps
+
+
+def positivity_message(gaps: Sequence[SupportGap], treatment: str) -> str:
+    """The error for :func:`support_gaps`: each level, the arm it lacks, and the remedies.
+
+    Restricting the population to the other rows keeps every row of the arm that lacks
+    the level, so it leaves the effect on that arm (ATC or ATT) unchanged.
+    """
+    parts = []
+    for g in gaps:
+        has = ARM_WORDS[1 - g.empty]
+        count = f"the one row where {g.where} is {has}" if g.rows == 1 else \
+            f"all {g.rows} rows where {g.where} are {has}"
+        parts.append(f"no {ARM_WORDS[g.empty]} rows where {g.where} ({count})")
+    what = "that level" if len(gaps) == 1 else "those levels"
+    empties = {g.empty for g in gaps}
+    keeps = ""
+    if len(empties) == 1:
+        keeps = {0: " (which leaves the ATC, the effect on the untreated, unchanged)",
+                 1: " (which leaves the ATT, the effect on the treated, unchanged)"}[empties.pop()]
+    return (f"positivity fails for treatment {treatment!r}: {'; '.join(parts)}; drop or merge {what}, "
+            f"or restrict the population to the other rows{keeps}")
+
+
+def check_arm_regressors(arm_grams: np.ndarray, labels: Sequence[str], prefix: str,
+                         shift: Sequence[float] | None = None) -> None:
+    """Fail, naming the user's covariates, when a regression per treatment arm cannot be fitted.
+
+    ``arm_grams`` (2, q, q) are the Gram matrices of ``(1, x)`` over the control (0) and
+    treated (1) rows. The regression with the treatment interacted with every covariate
+    is the two arms' separate regressions (its X'X is block diagonal in the basis
+    ``(1 - d, d, (1 - d) x, d x)``), so it is singular exactly when an arm's ``(1, x)``
+    is: a covariate constant in one arm while it varies in the other (the arm's slope is
+    not estimable, and the effect at other values would be extrapolation — a positivity
+    failure), or covariates collinear within an arm. Call it after the pooled check
+    (a covariate constant in both arms is constant, or collinear with the treatment).
+    ``shift`` holds constants already subtracted from the x (added back in messages).
+    """
+    n = arm_grams[:, 0, 0]
+    mean = arm_grams[:, 0, 1:] / n[:, None]
+    second = np.diagonal(arm_grams, axis1=1, axis2=2)[:, 1:] / n[:, None]
+    with np.errstate(invalid="ignore"):
+        const = second - mean * mean <= CONSTANT_TOL * np.maximum(second, 1e-300)
+    for a in (1, 0):
+        only = [j for j in range(len(labels)) if const[a, j] and not const[1 - a, j]]
+        if only:
+            back = np.zeros(len(labels)) if shift is None else np.asarray(shift, dtype=float)
+            what = ", ".join(f"{labels[j]!r} (= {mean[a, j] + back[j]:.6g})" for j in only)
+            raise EstimationError(
+                f"{prefix}positivity fails: constant among the {ARM_WORDS[a]} rows but varying among the "
+                f"{ARM_WORDS[1 - a]} rows: {what}; the {ARM_WORDS[a]} rows' regression cannot estimate the "
+                "slope, so the effect at other values would be extrapolated — drop the covariate, fit one slope "
+                "for both arms (interactions: false), or restrict the population")
+    for a in (1, 0):
+        try:
+            check_regressors(arm_grams[a], ["const", *labels])
+        except EstimationError as err:
+            raise EstimationError(f"{prefix}among the {ARM_WORDS[a]} rows, {err}") from None
 
 
 def recentring_shift(gram: np.ndarray, names: dict[int, str], *,

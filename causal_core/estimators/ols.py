@@ -25,6 +25,22 @@ The second pass sums only the squares of three projected scores
 variance ``l' A^-1 B A^-T l`` needs ``sum (l' A^-1 s_i)^2``, not the whole meat B
 (Hampel et al. 1986, §2.3: the variance of a functional is the second moment of its
 influence function), so that pass is 3 sums wide whatever the number of covariates.
+
+Positivity and overlap, for a 0/1 treatment. The grouped pass's per-arm Gram matrices
+show a covariate level with rows in one arm only (:func:`support_gaps`): the interacted
+model cannot be fitted there and the error names the level; the additive model fits and
+warns that it extrapolates its single effect to it. The regressor checks name the user's
+covariates per arm, never an internal ``d:x`` column. ``diagnostics["overlap"]``
+(:func:`overlap_diagnostic`) scores the rows with the linear discriminant's log-odds,
+computed from the same per-arm Grams (Efron 1975; no logistic fit): its per-arm range and
+the rows beyond [0.05, 0.95] and [0.1, 0.9] ride on the variance's totals pass (8 sums,
+4 extremes); a clustered design, whose variance sums per unit, takes one totals pass of
+its own for them; ``cov_type: buckets``, which makes no pass after the Gram, reports only
+what the Gram gives — Rubin's (2001) standardized difference and variance ratio of the
+score, which every cov_type reports — and leaves the range and shares ``None``. A
+:class:`~causal_core.estimators.weighting.PropensityWarning` says when the arms' ranges do not intersect or more than a
+tenth of the rows lie beyond [0.05, 0.95]: there the effect is the outcome model's
+extrapolation.
 """
 
 from __future__ import annotations
@@ -37,10 +53,15 @@ from causal_core.errors import EstimationError
 from causal_core.estimators.base import BootstrapOptions, Design, Estimator, register
 from causal_core.estimators.inference import bootstrap_replicates, check_options, coefficient_row, summarize
 from causal_core.estimators.linear import (
-    CONSTANT_TOL, arm_gram_sums, batched_solve, check_regressors, cluster_factor, gram_exprs, n_clusters,
-    recentring_shift, score_meat, score_squares, small_sample_factor, unpack_gram,
+    CONSTANT_TOL, arm_gram_sums, batched_solve, check_arm_regressors, check_regressors, cluster_factor, gram_exprs,
+    n_clusters, positivity_message, recentring_shift, score_meat, score_squares, small_sample_factor, support_gaps,
+    unpack_gram,
 )
-from causal_core.estimators.moment_batch import times
+from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
+from causal_core.estimators.score_quantiles import overlap_batch
+from causal_core.estimators.weighting import (
+    DiscriminantScore, extrapolation_warnings, issue_warnings, overlap_diagnostic,
+)
 from causal_core.moments.expr import Expr, Lit, col, linear
 
 COV_TYPES = ("HC1", "nonrobust", "buckets")
@@ -159,6 +180,50 @@ def target_means(g: np.ndarray, target: str, p: int) -> np.ndarray:
     return sx / n[..., None]
 
 
+def _labels(design: Design) -> list[str]:
+    return [design.label(x) for x in design.covariates]
+
+
+def arm_grams(layout: _Layout, grouped: np.ndarray) -> np.ndarray:
+    """(2, 1 + p, 1 + p) Gram matrices of ``(1, x)`` over the control and treated rows,
+    from the grouped pass."""
+    g = unpack_gram(grouped.sum(axis=0)[:2], len(layout.base))
+    keep = [0, *range(2, 2 + layout.p)]
+    return g[:, keep][:, :, keep]
+
+
+def _check_model(design: Design, layout: _Layout, g: np.ndarray, grouped: np.ndarray, gaps: list) -> None:
+    """Constant, non-finite or collinear regressors, named in the user's terms: the block
+    ``(1, d, x)`` pooled, then for the interacted model each arm's ``(1, x)``
+    (:func:`check_arm_regressors`; together they fail exactly when the interacted X'X is
+    singular), so no message names an internal ``d:x`` column. A pooled failure that a
+    level present in one arm only explains (``gaps``) is reported as that level."""
+    k = 2 + layout.p
+    names = layout.names()[:k]
+    try:
+        check_regressors(g[:k, :k], names, role={names[1]: "treatment"})
+    except EstimationError:
+        if gaps:
+            raise EstimationError(f"ols: {positivity_message(gaps, design.label(design.treatment))}") from None
+        raise
+    if layout.interactions:
+        shift = dict(layout.shift)
+        check_arm_regressors(arm_grams(layout, grouped), _labels(design), "ols: ",
+                             [shift.get(x, 0.0) for x in design.covariates])
+
+
+def _squares_riding(engine, scores: list[Expr], ride: tuple[MomentBatch, list[Expr]] | None
+                    ) -> tuple[np.ndarray, tuple[BucketMoments, np.ndarray, np.ndarray] | None]:
+    """``sum s^2`` of each row score in one totals pass (rows are the units, as in
+    :func:`score_squares`), with a batch and its extremes riding along."""
+    if ride is None:
+        return engine.totals([s * s for s in scores]).sums, None
+    batch, extremes = ride
+    out = engine.totals([*(s * s for s in scores), *batch.exprs()], extremes)
+    k = len(scores)
+    return out.sums[:k], (batch.moments(out.sums[None, k:]), out.low, out.high)
+
+
 @register
 class OLS(Estimator):
     """Regression adjustment by least squares; see the module docstring."""
@@ -208,23 +273,40 @@ class OLS(Estimator):
         layout = _Layout(design, interactions=False)
         grouped = grouped_pass(engine, layout)
         layout = self._layout(design, grouped)
+        binary = bool(grouped[:, 2, 0].sum() == 0.0)
+        gaps = support_gaps(arm_grams(layout, grouped), _labels(design)) if binary else []
+        if gaps and layout.interactions:
+            raise EstimationError(f"ols: {positivity_message(gaps, design.label(design.treatment))}")
         moments = layout.assemble(grouped)
         shift = recentring_shift(unpack_gram(moments.sum(axis=0)[:-1], len(layout.variables)), layout.shiftable())
         if shift:
             layout = replace(layout, shift=tuple(shift.items()))
-            moments = layout.assemble(grouped_pass(engine, layout))
+            grouped = grouped_pass(engine, layout)
+            moments = layout.assemble(grouped)
         exprs = layout.exprs()
         totals = moments.sum(axis=0)
-        names = layout.names()
         g = unpack_gram(totals[:-1], len(layout.variables))
-        reg = layout.regressors
-        check_regressors(g[np.ix_(reg, reg)], names, role={names[1]: "treatment"})
+        _check_model(design, layout, g, grouped, gaps)
         statistic = _statistic(layout)
         estimate = float(statistic(totals[None])[0])
-        analytic = self._analytic(engine, design, layout, g, moments)
+        score = DiscriminantScore.from_arm_grams(
+            arm_grams(layout, grouped), [Lit(1.0), *(layout.term(x) for x in design.covariates)]) if binary else None
+        analytic = self._analytic(engine, design, layout, g, moments, score)
         reps = bootstrap_replicates(engine, exprs, moments, statistic, self.bootstrap)
         diagnostics = analytic.pop("diagnostics")
         diagnostics["recentred"] = bool(shift)
+        warns = diagnostics.setdefault("warnings", [])
+        if gaps:  # the additive model: one effect for all, extrapolated to these levels
+            warns += issue_warnings([f"{positivity_message(gaps, design.label(design.treatment))}; the additive "
+                                     "model extrapolates its single effect there"])
+        diagnostics["overlap"] = None  # a treatment that is not 0/1 has no arms to overlap
+        if binary:
+            balance = score.balance() if score is not None else {"standardized_difference": None,
+                                                                 "variance_ratio": None}
+            diagnostics["overlap"] = {**overlap_diagnostic(analytic["overlap"], "linear discriminant"), **balance}
+            warns += issue_warnings(extrapolation_warnings(
+                diagnostics["overlap"], "the effect is extrapolated from the outcome model where the arms do "
+                "not overlap"))
         contrast = None if totals[-1] == 0.0 else f"+1 unit of {design.label(design.treatment)}"
         self.result_ = summarize(self.name, design, estimate=estimate, analytic_se=analytic["se"],
                                  n=int(round(g[0, 0])), replicates=reps, bootstrap=self.bootstrap,
@@ -232,8 +314,14 @@ class OLS(Estimator):
                                  contrast=contrast)
         return self
 
-    def _analytic(self, engine, design: Design, layout: _Layout, g: np.ndarray, moments: np.ndarray) -> dict:
-        """Sandwich (or nonrobust) variance of the standardised effect; see module docstring."""
+    def _analytic(self, engine, design: Design, layout: _Layout, g: np.ndarray, moments: np.ndarray,
+                  score: DiscriminantScore | None) -> dict:
+        """Sandwich (or nonrobust) variance of the standardised effect; see module docstring.
+        The arms' overlap in the discriminant ``score`` rides on the variance's totals pass
+        (rows, not clustered), takes a totals pass of its own (clustered: that variance sums
+        per unit), or is left out (``buckets``: no pass after the Gram)."""
+        ride = overlap_batch(score.eta, design.treatment) if score is not None else None
+        rode = None
         reg, y, p = layout.regressors, layout.y, layout.p
         xtx = g[np.ix_(reg, reg)]
         a_inv = np.linalg.inv(xtx)
@@ -257,7 +345,10 @@ class OLS(Estimator):
             raise EstimationError("ols: cov_type='nonrobust' needs interactions=False (the standardised "
                                   "effect's variance includes the covariate means)")
         if self.cov_type == "nonrobust":
-            ssr = float(score_meat(engine, [resid], clustered=design.clustered)[0, 0])
+            if design.clustered:
+                ssr = float(score_meat(engine, [resid], clustered=True)[0, 0])
+            else:
+                (ssr,), rode = _squares_riding(engine, [resid], ride)
             v_beta = ssr / (n - q) * a_inv
             var, var_fixed, var_coef = float(c @ v_beta @ c), float(c @ v_beta @ c), float(v_beta[1, 1])
         elif self.cov_type == "buckets":
@@ -273,7 +364,10 @@ class OLS(Estimator):
             proj = [layout.form(r[:q]) * resid for r in rows]
             if mean_score is not None:
                 proj = [e + mean_score(r[q:]) for e, r in zip(proj, rows)]
-            squares = score_squares(engine, proj, clustered=design.clustered)
+            if design.clustered:
+                squares = score_squares(engine, proj, clustered=True)
+            else:
+                squares, rode = _squares_riding(engine, proj, ride)
             factor = small_sample_factor(engine, n, q, clustered=design.clustered)
             var, var_fixed, var_coef = (float(factor * v) for v in squares)
         tss = g[y, y] - g[0, y] ** 2 / n
@@ -292,7 +386,13 @@ class OLS(Estimator):
         if design.target != "ate" and not layout.interactions:
             diagnostics["warnings"] = [f"the {design.target.upper()} without interactions assumes a "
                                        "constant treatment effect"]
-        return {"se": float(np.sqrt(var)), "diagnostics": diagnostics}
+        overlap = None
+        if ride is not None and self.cov_type != "buckets":
+            if rode is None:  # clustered: one totals pass for the overlap
+                batch, extremes = ride
+                rode = batch.run_totals(engine, extremes)
+            overlap = score.overlap(*rode)
+        return {"se": float(np.sqrt(var)), "diagnostics": diagnostics, "overlap": overlap}
 
 
 def _functionals(c: np.ndarray, a_inv: np.ndarray, l_mu: np.ndarray) -> list[np.ndarray]:

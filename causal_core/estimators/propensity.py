@@ -11,6 +11,14 @@ Newton update ``b*_r = b + H_r^{-1} g_r``, ``H_r = sum_k w_rk H_k``, ``g_r = sum
 (the one-step estimator, Lehmann & Casella 1998, sec. 6.4; used for the weighted
 bootstrap of M-estimators by Hu & Kalbfleisch 2000), at microseconds per replicate;
 ``ipw`` uses the influence function instead.
+
+Before any Newton step the first pass's per-arm Gram matrices are checked for covariate
+levels with rows in one arm only (:func:`~causal_core.estimators.linear.support_gaps`):
+the logistic MLE does not exist there, and the error names the level rather than the
+separation it causes. On request (``overlap=True``) the fit also reports the overlap of
+the arms — per arm the range of the fitted linear predictor and the rows beyond the
+propensity bounds 0.05 / 0.95 and 0.1 / 0.9 (:class:`ArmOverlap`) — summed on the last
+Newton pass when that pass can be foreseen, so it usually costs no pass of its own.
 """
 
 from __future__ import annotations
@@ -21,8 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from causal_core.errors import EstimationError
-from causal_core.estimators.linear import arm_gram_sums, batched_solve, check_regressors, gram_exprs, unpack_gram
+from causal_core.estimators.linear import (
+    arm_gram_sums, batched_solve, check_regressors, gram_exprs, positivity_message, support_gaps, unpack_gram,
+)
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
+from causal_core.estimators.score_quantiles import ARMS, ArmOverlap, overlap_batch
 from causal_core.moments.engine import unpack_symmetric
 from causal_core.moments.expr import Expr, absolute, col, exp, linear, lit, log, sigmoid
 
@@ -41,6 +52,8 @@ class LogisticFit:
     (control, treated) Gram matrices of ``(1, x[, y])`` from the first, coefficient-free
     pass, per bucket ``(K, 2, q, q)`` when the fit was asked for them
     (``first_by_bucket``), else summed ``(1, 2, q, q)``; :meth:`arm_gram` reads them.
+    ``overlap`` (when the fit was asked for it) is the arms' overlap in the fitted
+    propensity, evaluated at ``eval_coef``.
     """
 
     treatment: str
@@ -55,6 +68,7 @@ class LogisticFit:
     first: np.ndarray | None = field(default=None, repr=False)
     start: str = "discriminant"  # or "zero-step" when the discriminant start was rejected
     first_by_bucket: bool = False
+    overlap: ArmOverlap | None = field(default=None, repr=False)
 
     def arm_gram(self, arm: int, buckets: bool = False) -> np.ndarray:
         """Upper-triangle Gram sums of ``(1, x[, y])`` over the rows of ``arm`` (1 treated,
@@ -163,11 +177,35 @@ def _first_pass_checks(treatment: str, names: Sequence[str], counts: np.ndarray,
     return int(n), int(ones)
 
 
-def _starts(xx: np.ndarray, dxx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two starting points from the first pass: the linear discriminant (normal covariates
-    with a common covariance make the logistic model exact, with these coefficients;
+def discriminant(xx: np.ndarray, dxx: np.ndarray) -> np.ndarray | None:
+    """The linear discriminant's log-odds coefficients (intercept first) from the Gram
+    matrices of ``(1, x)`` over all rows (``xx``) and over the treated rows (``dxx``).
+
+    With normal covariates of a common covariance in both arms the log-odds of treatment
+    are exactly linear, ``log(n1/n0) - (m1 + m0)' S^-1 (m1 - m0) / 2 + x' S^-1 (m1 - m0)``
+    with the arm means m1, m0 and the pooled within-arm covariance S (divisor n - 2;
     Efron 1975, "The efficiency of logistic regression compared to normal discriminant
-    analysis"), and one Newton step from b = 0, where the information is X'X / 4.
+    analysis", sec. 2). ``None`` when S is singular or the result is not finite.
+    """
+    n1, n = dxx[0, 0], xx[0, 0]
+    n0 = n - n1
+    if xx.shape[0] == 1:
+        return np.array([np.log(n1 / n0)])
+    m1, m0 = dxx[0, 1:] / n1, (xx[0, 1:] - dxx[0, 1:]) / n0
+    within = (dxx[1:, 1:] - n1 * np.outer(m1, m1)) + (xx[1:, 1:] - dxx[1:, 1:] - n0 * np.outer(m0, m0))
+    try:
+        slope = np.linalg.solve(within / max(n - 2.0, 1.0), m1 - m0)
+    except np.linalg.LinAlgError:
+        return None
+    lda = np.r_[np.log(n1 / n0) - 0.5 * (m1 + m0) @ slope, slope]
+    return lda if np.all(np.isfinite(lda)) else None
+
+
+def _starts(xx: np.ndarray, dxx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two starting points from the first pass: the linear discriminant
+    (:func:`discriminant`: normal covariates with a common covariance make the logistic
+    model exact, with these coefficients; Efron 1975), and one Newton step from b = 0,
+    where the information is X'X / 4.
 
     Newton from the discriminant start usually needs two or three passes to the tolerance
     where b = 0 needs five to seven; the Newton-from-zero point is the fallback when the
@@ -178,16 +216,8 @@ def _starts(xx: np.ndarray, dxx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     zero_step = np.linalg.solve(0.25 * xx, g0)
     if p == 1:
         return zero_step, zero_step
-    n1, n = dxx[0, 0], xx[0, 0]
-    n0 = n - n1
-    m1, m0 = dxx[0, 1:] / n1, (xx[0, 1:] - dxx[0, 1:]) / n0
-    within = (dxx[1:, 1:] - n1 * np.outer(m1, m1)) + (xx[1:, 1:] - dxx[1:, 1:] - n0 * np.outer(m0, m0))
-    try:
-        slope = np.linalg.solve(within / max(n - 2.0, 1.0), m1 - m0)
-    except np.linalg.LinAlgError:
-        return zero_step, zero_step
-    lda = np.r_[np.log(n1 / n0) - 0.5 * (m1 + m0) @ slope, slope]
-    return (lda if np.all(np.isfinite(lda)) else zero_step), zero_step
+    lda = discriminant(xx, dxx)
+    return (lda if lda is not None else zero_step), zero_step
 
 
 # The fused final pass is tried when quadratic convergence, |s_k+1| ~ C |s_k|^2 with C
@@ -210,27 +240,30 @@ FinalBatch = Callable[[LogisticFit], tuple[MomentBatch, Sequence[Expr]]]
 
 def fit_logistic(engine, treatment: str, covariates: Sequence[str], *,
                  outcome: str | None = None, max_iter: int = 50, tol: float = 1e-10,
-                 label: Callable[[str], str] = str, first_by_bucket: bool = False) -> LogisticFit:
+                 label: Callable[[str], str] = str, first_by_bucket: bool = False,
+                 overlap: bool = False) -> LogisticFit:
     """Fit ``P(treatment = 1 | covariates)`` by Newton-Raphson, one engine pass per iteration.
 
     A first, coefficient-free pass checks the data and gives the starting point (see
     :func:`_starts`). Stops when the Newton step is below ``tol`` relative to the
     coefficients (``max|step| <= tol * max(1, max|b|)``). Raises :class:`EstimationError`
-    for a non-binary or constant treatment, collinear covariates (named), complete or
+    for a non-binary or constant treatment, collinear covariates (named), a covariate
+    level with rows in one arm only (positivity, named; :func:`support_gaps`), complete or
     quasi-complete separation (fitted propensities reaching 0 or 1; Albert & Anderson
     1984), or non-convergence. With ``outcome`` the first pass's Gram matrices include it
     (the per-arm outcome regressions of AIPW ride along). ``label`` maps frame columns
     to the names errors should use; ``first_by_bucket`` keeps the first pass's arm Grams
-    per bucket (AIPW's bootstrap refits the outcome models from them).
+    per bucket (AIPW's bootstrap refits the outcome models from them). ``overlap`` fills
+    :attr:`LogisticFit.overlap` (see :func:`fit_logistic_with`).
     """
     return fit_logistic_with(engine, treatment, covariates, outcome=outcome, max_iter=max_iter, tol=tol,
-                             label=label, first_by_bucket=first_by_bucket)[0]
+                             label=label, first_by_bucket=first_by_bucket, overlap=overlap)[0]
 
 
 def fit_logistic_with(engine, treatment: str, covariates: Sequence[str], *, final: FinalBatch | None = None,
                       outcome: str | None = None, max_iter: int = 50, tol: float = 1e-10,
-                      label: Callable[[str], str] = str,
-                      first_by_bucket: bool = False) -> tuple[LogisticFit, FinalSums | None]:
+                      label: Callable[[str], str] = str, first_by_bucket: bool = False,
+                      overlap: bool = False) -> tuple[LogisticFit, FinalSums | None]:
     """:func:`fit_logistic`, and the totals of the caller's post-fit pass riding on the
     last Newton pass when that can be foreseen.
 
@@ -241,6 +274,10 @@ def fit_logistic_with(engine, treatment: str, covariates: Sequence[str], *, fina
     the tolerance, b is returned as the fit — within the tolerance of the MLE, as the
     usual b + step is — with the batch's totals at b: one pass fewer. Otherwise those
     totals are dropped and Newton goes on. Returns ``(fit, FinalSums or None)``.
+
+    ``overlap`` rides :func:`overlap_batch` on the same foreseen-last pass (at b, the
+    point where the returned ``hessian`` is evaluated too); only when convergence came
+    unforeseen does it take one more totals pass, at the fitted coefficients.
     """
     covariates = tuple(covariates)
     terms = logistic_terms(covariates)
@@ -249,15 +286,20 @@ def fit_logistic_with(engine, treatment: str, covariates: Sequence[str], *, fina
     counts, first = _first_pass(engine, treatment, terms, outcome)
     arms = first.sum(axis=0)[:, :p, :p]  # (3, p, p): control, treated, other
     n, n_treated = _first_pass_checks(label(treatment), names, counts, arms.sum(axis=0))
+    gaps = support_gaps(arms[:2], names[1:])
+    if gaps:
+        raise EstimationError(positivity_message(gaps, label(treatment)))
     first = _first_by_bucket(engine, treatment, terms, outcome) if first_by_bucket else first[:, :2]
     b, fallback = _starts(arms.sum(axis=0), arms[1])
     start = "discriminant" if fallback is not b else "zero-step"
     null_loglik = n_treated * np.log(n_treated / n) + (n - n_treated) * np.log(1.0 - n_treated / n)
+    n_arm = (float(counts[1]), float(counts[0]))
 
-    def fitted(coef: np.ndarray, at: np.ndarray, hessian: np.ndarray, it: int) -> LogisticFit:
+    def fitted(coef: np.ndarray, at: np.ndarray, hessian: np.ndarray, it: int,
+               arm_overlap: ArmOverlap | None = None) -> LogisticFit:
         return LogisticFit(treatment=treatment, covariates=covariates, names=names, coef=coef, eval_coef=at,
                            hessian=hessian, n=n, n_treated=n_treated, n_iter=it, first=first, start=start,
-                           first_by_bucket=first_by_bucket)
+                           first_by_bucket=first_by_bucket, overlap=arm_overlap)
 
     steps: list[float] = []  # max |step| of the steps taken
     for it in range(1, max_iter + 1):
@@ -265,9 +307,10 @@ def fit_logistic_with(engine, treatment: str, covariates: Sequence[str], *, fina
         if it == 1:
             batch.add("loglik", _loglik(treatment, linear(b, terms)))
         limit = tol * max(1.0, float(np.max(np.abs(b))))
-        fused = final(fitted(b, b, np.full((p, p), np.nan), it)) \
-            if final is not None and _next_step_below(steps, limit / FUSE_MARGIN) else None
-        sums, done = _newton_pass(engine, batch, fused)
+        foreseen = _next_step_below(steps, limit / FUSE_MARGIN)
+        fused = final(fitted(b, b, np.full((p, p), np.nan), it)) if final is not None and foreseen else None
+        riding = overlap_batch(linear(b, terms), treatment) if overlap and foreseen else None
+        sums, (done, rode) = _newton_pass(engine, batch, (fused, riding))
         if it == 1 and fallback is not b and not sums.total("loglik") >= null_loglik:
             b, start = fallback, "zero-step"  # fits worse than the intercept-only model
             continue
@@ -276,14 +319,27 @@ def fit_logistic_with(engine, treatment: str, covariates: Sequence[str], *, fina
         step = _newton_step(sums, b, names, p, check_extreme=it > 1)
         hessian = sums.symmetric("hess", p)
         if np.max(np.abs(step)) <= tol * max(1.0, float(np.max(np.abs(b + step)))):
-            if done is not None:
-                return fitted(b, b, hessian, it), done
-            return fitted(b + step, b, hessian, it), None
+            coef = b if done is not None else b + step
+            arm_overlap = _arm_overlap(n_arm, rode) if rode is not None else \
+                _overlap_pass(engine, treatment, linear(coef, terms), n_arm) if overlap else None
+            return fitted(coef, b, hessian, it, arm_overlap), done
         steps.append(float(np.max(np.abs(step))))
         b = b + step
     raise EstimationError(
         f"the propensity model for {label(treatment)!r} did not converge in {max_iter} Newton iterations "
         f"(coefficients {_describe(names, b)}); large coefficients point to separation")
+
+
+def _arm_overlap(n_arm: Sequence[float], sums: FinalSums) -> ArmOverlap:
+    below = np.vstack([sums.sums.total_vector(f"below{a}") for a in ARMS])
+    return ArmOverlap.from_sums(n_arm, below, sums.low, sums.high)
+
+
+def _overlap_pass(engine, treatment: str, eta: Expr, n_arm: Sequence[float]) -> ArmOverlap:
+    """The :func:`overlap_batch` of ``eta`` in a totals pass of its own."""
+    batch, extremes = overlap_batch(eta, treatment)
+    sums, low, high = batch.run_totals(engine, extremes)
+    return _arm_overlap(n_arm, FinalSums(sums, low, high))
 
 
 def _next_step_below(steps: Sequence[float], limit: float) -> bool:
@@ -294,14 +350,29 @@ def _next_step_below(steps: Sequence[float], limit: float) -> bool:
     return rate * steps[-1] ** 2 <= limit
 
 
-def _newton_pass(engine, batch: MomentBatch, fused) -> tuple[BucketMoments, FinalSums | None]:
-    """One totals pass of the Newton batch, with the caller's final batch if ``fused``."""
-    if fused is None:
-        return batch.run_totals(engine)[0], None
-    extra, extremes = fused
-    out = engine.totals([*batch.exprs(), *extra.exprs()], list(extremes))
-    m = len(batch)
-    return batch.moments(out.sums[None, :m]), FinalSums(extra.moments(out.sums[None, m:]), out.low, out.high)
+def _newton_pass(engine, batch: MomentBatch,
+                 riders: Sequence[tuple[MomentBatch, Sequence[Expr]] | None]
+                 ) -> tuple[BucketMoments, list[FinalSums | None]]:
+    """One totals pass of the Newton batch and of every rider present (a batch and its
+    min / max expressions); each rider's totals come back as :class:`FinalSums`."""
+    present = [r for r in riders if r is not None]
+    if not present:
+        return batch.run_totals(engine)[0], [None] * len(riders)
+    exprs, extremes = batch.exprs(), []
+    for extra, ends in present:
+        exprs += extra.exprs()
+        extremes += list(ends)
+    out = engine.totals(exprs, extremes)
+    m, k, results = len(batch), 0, []
+    for rider in riders:
+        if rider is None:
+            results.append(None)
+            continue
+        extra, ends = rider
+        results.append(FinalSums(extra.moments(out.sums[None, m:m + len(extra)]), out.low[k:k + len(ends)],
+                                 out.high[k:k + len(ends)]))
+        m, k = m + len(extra), k + len(ends)
+    return batch.moments(out.sums[None, :len(batch)]), results
 
 
 def _loglik(treatment: str, eta: Expr) -> Expr:

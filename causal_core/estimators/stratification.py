@@ -11,6 +11,10 @@ strata leaves a bias that shrinks with more strata; it is the price of the simpl
 Passes after the propensity fit: two for the quantile cut points (a coarse and a fine
 histogram of the linear predictor, :mod:`score_quantiles` — no rows leave the engine),
 one for the per-stratum, per-arm counts, sums and sums of squares of the outcome.
+``diagnostics["overlap"]`` (:func:`~causal_core.estimators.weighting.overlap_diagnostic`)
+rides on the propensity fit's last Newton pass; a warning says when the arms do not
+overlap or more than a tenth of the rows lie beyond [0.05, 0.95], where the outer strata
+compare a few rows of one arm with many of the other.
 
 SE: the delta method on those totals — the estimate is a ratio of totals, so its
 influence function is, for a row of arm a in stratum j, ``a_aj + b_aj y``; its sum of
@@ -37,6 +41,7 @@ from causal_core.estimators.linear import score_meat
 from causal_core.estimators.moment_batch import MomentBatch, times
 from causal_core.estimators.propensity import fit_logistic
 from causal_core.estimators.score_quantiles import eta_quantiles
+from causal_core.estimators.weighting import extrapolation_warnings, issue_warnings, overlap_diagnostic
 from causal_core.moments.expr import Expr, col, lit
 
 STRATA_CHOICES = (5, 10)
@@ -138,8 +143,7 @@ class Stratification(Estimator):
         if self.n_strata not in STRATA_CHOICES:
             raise EstimationError(f"stratification: n_strata must be one of {STRATA_CHOICES}, got {self.n_strata}")
         fit = fit_logistic(engine, design.treatment, design.covariates, outcome=design.outcome,
-                           max_iter=self.max_iter, tol=self.tol,
-                           label=design.label)
+                           max_iter=self.max_iter, tol=self.tol, label=design.label, overlap=True)
         cuts, strata, exprs, per_bucket = self._strata_moments(engine, design, fit.eta())
         totals = per_bucket.sum(axis=0)
         _check_strata(totals, cuts)
@@ -157,9 +161,14 @@ class Stratification(Estimator):
             "stratum_treated": [int(v) for v in cells[:, 0, 0]], "stratum_control": [int(v) for v in cells[:, 1, 0]],
             "propensity_coefficients": dict(zip(fit.names, map(float, fit.coef))),
             "propensity_iterations": fit.n_iter,
+            "overlap": overlap_diagnostic(fit.overlap, "logistic"),
         }
+        diag["warnings"] = []
         if len(strata) < self.n_strata:
-            diag["warnings"] = [f"ties in the propensity left {len(strata)} non-empty strata of {self.n_strata}"]
+            diag["warnings"].append(f"ties in the propensity left {len(strata)} non-empty strata of {self.n_strata}")
+        diag["warnings"] += issue_warnings(extrapolation_warnings(
+            diag["overlap"], "the outer strata compare a few rows of one arm with many of the other, and their "
+            "effects rest on those few rows"))
         self.propensity_, self.cut_points_ = fit, tuple(cuts)
         self.result_ = summarize(self.name, design, estimate=float(tau), analytic_se=float(np.sqrt(max(var, 0.0))),
                                  n=fit.n, replicates=reps, bootstrap=self.bootstrap, ci_method=self.ci_method,

@@ -19,11 +19,18 @@ population, and the trimmed set is held fixed in the variance (its indicator has
 derivative almost everywhere). Clipping (winsorizing, Lee, Lessler & Stuart 2011) caps
 the propensity into ``[a, 1 - a]``: the estimand is kept, a little bias is traded for
 variance, and a clipped unit's weight no longer moves with ``b``.
+
+Every back-door estimator reports the arms' overlap in ``diagnostics["overlap"]``
+(:func:`overlap_diagnostic`) and warns where it matters: the weighting estimators when
+any row's propensity lies beyond [0.05, 0.95] (its inverse weight exceeds 20 and interval
+coverage suffers), the others when the arms do not overlap or many rows lie beyond
+(:func:`extrapolation_warnings`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,8 +39,10 @@ from causal_core.estimators.base import BootstrapOptions, Estimator
 
 from causal_core.errors import EstimationError
 from causal_core.estimators.moment_batch import times
-from causal_core.estimators.propensity import LogisticFit
-from causal_core.moments.expr import Expr, col, exp, lit
+from causal_core.estimators.moment_batch import BucketMoments
+from causal_core.estimators.propensity import LogisticFit, discriminant
+from causal_core.estimators.score_quantiles import ARMS, ArmOverlap, arm_indicator
+from causal_core.moments.expr import Expr, col, exp, linear, lit
 
 
 def logit(p: float) -> float:
@@ -103,7 +112,7 @@ class PropensityWeights:
 
     def arm(self, treatment: str, arm: int) -> Expr:
         """The arm indicator ``d`` or ``1 - d``."""
-        return col(treatment) if arm == 1 else lit(1.0) - col(treatment)
+        return arm_indicator(treatment, arm)
 
     def weight(self, arm: int) -> Expr:
         return self.w1 if arm == 1 else self.w0
@@ -140,19 +149,133 @@ class PropensityWarning(UserWarning):
     """Propensities near 0 or 1, or poor covariate balance after weighting."""
 
 
+NEAR_BOUND = 0.05  # the weighting estimators warn about rows with propensity beyond [0.05, 0.95]
+# ... when more than 1% of the rows lie there: a handful of rows near the bound barely
+# moves a Hajek estimate, and warning on every one would make the warning noise. (1% is
+# a threshold of ours, not from the literature; the counts are always in the diagnostics.)
+NEAR_SHARE = 0.01
+CRUMP_BOUND = 0.1  # Crump et al.'s (2009) rule of thumb keeps the rows with 0.1 <= e <= 0.9
+# Share of rows beyond [0.05, 0.95] above which an estimator that weights no row by 1/e
+# (ols, stratification) warns: from a tenth of the rows on, the outcome model's
+# extrapolation (or a few rows of one arm) carries a sizable part of the effect.
+EXTRAPOLATION_SHARE = 0.1
+
+
+def overlap_diagnostic(overlap: ArmOverlap | None, propensity: str) -> dict:
+    """``diagnostics["overlap"]``: how far the arms overlap in a propensity score.
+
+    ``propensity`` names the score (``logistic``, or ``linear discriminant`` for ols);
+    ``range`` per arm its smallest and largest value; ``arms_overlap`` whether those
+    ranges intersect (complete separation when not); ``share_outside`` the share of rows
+    with propensity at or below 0.05 or above 0.95 (``bounds``); ``share_outside_crump``
+    the same for [0.1, 0.9], the rows Crump, Hotz, Imbens & Mitnik (2009, "Dealing with
+    limited overlap in estimation of average treatment effects", sec. 5) would trim by
+    their rule of thumb, which they find close to their optimal cut-off alpha across
+    designs (that alpha solves ``1/(alpha (1-alpha)) = 2 E[1/(e(1-e)) | 1/(e(1-e)) <=
+    1/(alpha (1-alpha))]``, an equation in the order statistics of e, which an engine does
+    not return); ``trim_suggestion`` says so in words. Without ``overlap`` (no pass saw the
+    rows' scores) those entries are ``None``.
+    """
+    out = {"propensity": propensity, "bounds": [NEAR_BOUND, 1.0 - NEAR_BOUND],
+           "crump_bounds": [CRUMP_BOUND, 1.0 - CRUMP_BOUND]}
+    if overlap is None:
+        return {**out, "range": None, "arms_overlap": None, "share_outside": None, "share_outside_crump": None,
+                "trim_suggestion": None}
+    n = float(overlap.n.sum())
+    near, crump = (float(overlap.outside(b).sum()) for b in (NEAR_BOUND, CRUMP_BOUND))
+    suggestion = (f"Crump et al. (2009): keeping the rows with {CRUMP_BOUND:g} <= e <= {1 - CRUMP_BOUND:g} "
+                  f"(trim={CRUMP_BOUND:g}) drops {int(crump)} of {int(n)} rows ({crump / n:.1%}) and estimates "
+                  "the effect on the rest") if crump > 0 else None
+    return {**out, "range": overlap.propensity_range(), "arms_overlap": overlap.arms_overlap,
+            "share_outside": near / n, "share_outside_crump": crump / n, "trim_suggestion": suggestion}
+
+
+@dataclass(frozen=True, eq=False)
+class DiscriminantScore:
+    """The linear discriminant's log-odds of treatment (:func:`discriminant`; Efron 1975)
+    as a propensity score computed from per-arm Gram matrices alone — no logistic fit:
+    ``eta`` over the given terms, and per arm (treated, control) the rows and the mean
+    and variance (divisor n - 1) of ``eta``. ols's overlap diagnostic uses it."""
+
+    eta: Expr
+    n: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+
+    @classmethod
+    def from_arm_grams(cls, arm_grams: np.ndarray, terms: list[Expr]) -> DiscriminantScore | None:
+        """From the (2, q, q) Gram matrices of ``terms`` = ``(1, x)`` over the control (0)
+        and treated (1) rows; ``None`` when the pooled within-arm covariance is singular."""
+        coef = discriminant(arm_grams[0] + arm_grams[1], arm_grams[1])
+        if coef is None:
+            return None
+        n, mean, var = (np.zeros(2) for _ in range(3))
+        for i, a in enumerate(ARMS):
+            g = arm_grams[a]
+            n[i] = g[0, 0]
+            mx = g[0, 1:] / n[i]
+            cov = (g[1:, 1:] - n[i] * np.outer(mx, mx)) / max(n[i] - 1.0, 1.0)
+            mean[i] = coef[0] + coef[1:] @ mx
+            var[i] = coef[1:] @ cov @ coef[1:]
+        return cls(linear(coef, terms), n, mean, var)
+
+    def balance(self) -> dict:
+        """Rubin's (2001, "Using propensity scores to help design observational studies",
+        sec. 3) summaries of the score: ``standardized_difference`` B, the difference of
+        the arms' mean scores over ``sqrt((s1^2 + s0^2) / 2)``, and ``variance_ratio`` R =
+        s1^2 / s0^2; regression adjustment is trustworthy when |B| < 0.5 and 0.5 < R < 2,
+        and leans on extrapolation beyond. ``None`` without covariates (no spread)."""
+        spread = np.sqrt((self.var[0] + self.var[1]) / 2.0)
+        ok = spread > 0 and self.var[1] > 0
+        return {"standardized_difference": float((self.mean[0] - self.mean[1]) / spread) if ok else None,
+                "variance_ratio": float(self.var[0] / self.var[1]) if ok else None}
+
+    def overlap(self, sums: BucketMoments, low: np.ndarray, high: np.ndarray) -> ArmOverlap:
+        """The :class:`ArmOverlap` from the totals and extremes of ``overlap_batch(eta)``."""
+        below = np.vstack([sums.total_vector(f"below{a}") for a in ARMS])
+        return ArmOverlap.from_sums(self.n, below, low, high)
+
+
 def overlap_warnings(near: float, n: float, bound: float, max_smd_after: float | None = None,
                      smd_threshold: float = 0.1) -> list[str]:
     """Human-readable warnings about extreme propensities and residual imbalance
     (the 0.1 SMD rule of thumb: Austin 2009; Stuart 2010)."""
     out = []
-    if near > 0:
+    if near > NEAR_SHARE * n:
         out.append(f"{int(near)} of {int(n)} rows have an estimated propensity below {bound:g} or above "
-                   f"{1 - bound:g}: their inverse weights are extreme; consider trim=0.05 (changes the estimand "
-                   "to the overlap population) or clip=0.01")
+                   f"{1 - bound:g}: their inverse weights are extreme and the interval may undercover; consider "
+                   f"trim={CRUMP_BOUND:g} (Crump et al. 2009; changes the estimand to the overlap population) or "
+                   f"clip={bound:g} (keeps the estimand, adds bias)")
     if max_smd_after is not None and max_smd_after > smd_threshold:
         out.append(f"after weighting the largest absolute standardized mean difference is {max_smd_after:.3f} "
                    f"(> {smd_threshold}): the propensity model may be misspecified")
     return out
+
+
+def extrapolation_warnings(overlap: dict, consequence: str) -> list[str]:
+    """Warnings of the estimators that weight no row by ``1/e`` (ols, stratification),
+    from an :func:`overlap_diagnostic`: the arms' propensity ranges do not intersect
+    (complete separation), or more than ``EXTRAPOLATION_SHARE`` of the rows lie beyond
+    [0.05, 0.95]. ``consequence`` says what that does to the estimate."""
+    if overlap["range"] is None:
+        return []
+    score = f"{overlap['propensity']} propensity"
+    if not overlap["arms_overlap"]:
+        t, c = overlap["range"]["treated"], overlap["range"]["control"]
+        return [f"the treated and untreated rows do not overlap in their {score} (treated {t[0]:.3g} to "
+                f"{t[1]:.3g}, untreated {c[0]:.3g} to {c[1]:.3g}): {consequence}"]
+    if overlap["share_outside"] > EXTRAPOLATION_SHARE:
+        return [f"{overlap['share_outside']:.1%} of the rows have a {score} below {NEAR_BOUND:g} or above "
+                f"{1 - NEAR_BOUND:g}: {consequence}; restricting the population to {CRUMP_BOUND:g} <= e <= "
+                f"{1 - CRUMP_BOUND:g} (Crump et al. 2009) would drop {overlap['share_outside_crump']:.1%} of them"]
+    return []
+
+
+def issue_warnings(messages: list[str]) -> list[str]:
+    """Issue each message as a :class:`PropensityWarning`; returns them (for diagnostics)."""
+    for m in messages:
+        warnings.warn(m, PropensityWarning, stacklevel=3)
+    return messages
 
 
 class PropensityEstimator(Estimator):
@@ -165,7 +288,7 @@ class PropensityEstimator(Estimator):
 
     def __init__(self, *, trim: float | None = None, clip: float | None = None,
                  bootstrap: BootstrapOptions = BootstrapOptions(), level: float | None = None,
-                 ci_method: str | None = None, near_bound: float = 0.01, max_iter: int = 50,
+                 ci_method: str | None = None, near_bound: float = NEAR_BOUND, max_iter: int = 50,
                  tol: float = 1e-10) -> None:
         self.trim = trim
         self.clip = clip

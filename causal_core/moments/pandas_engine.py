@@ -1,7 +1,15 @@
-"""The pandas moment engine: the oracle for the Spark engine, and the fast path for tiny inputs."""
+"""The pandas moment engine: the oracle for the Spark engine, and the fast path for tiny inputs.
+
+Unit ids are hashed through their canonical text (:func:`unit_keys`), the same text the
+Spark engine hashes (``jobs.spark_compile.unit_key``): the same ids stored as int, float,
+decimal or digit strings give the same buckets and the same row-level draws. Non-numeric
+columns (strings, categories) are coded as integers, 0, 1, ... in the sorted order of
+their text, and :meth:`PandasMomentEngine.level_labels` maps the codes back.
+"""
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 from collections.abc import Sequence
 
@@ -12,8 +20,64 @@ from causal_core.moments.engine import BUCKET, DEFAULT_BUCKETS, UNIT, Totals, ch
 from causal_core.moments.expr import Expr, _poisson1_from_uniform, evaluate_numpy
 
 
+_TWO_63 = 2.0 ** 63
+
+
+def _float_key(x: float) -> str:
+    """Integer text for whole numbers inside (-2^63, 2^63); else the exact hexadecimal text
+    in Java's ``Double.toHexString`` form (7.5 -> ``0x1.ep2``), as Spark writes it."""
+    if abs(x) < _TWO_63 and x == int(x):
+        return str(int(x))
+    if x in (np.inf, -np.inf):
+        return "Infinity" if x > 0 else "-Infinity"
+    mantissa, exponent = float(x).hex().split("p")  # '-0x1.e000000000000', '+2'
+    head, fraction = mantissa.split(".")
+    return f"{head}.{fraction.rstrip('0') or '0'}p{int(exponent)}"
+
+
+def _value_key(v) -> str | None:
+    if isinstance(v, str):
+        return v
+    if pd.isna(v):  # None, NaN, NA, NaT: a missing id
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        return "1" if v else "0"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, decimal.Decimal):
+        if v.is_finite() and v == v.to_integral_value():
+            return str(int(v))
+        return _float_key(float(v))
+    if isinstance(v, (float, np.floating)):
+        return _float_key(float(v))
+    return str(v)
+
+
+def unit_keys(units: pd.Series) -> pd.Series:
+    """The canonical text of each unit id: what buckets and row-level draws hash.
+
+    Whole numbers give their integer text whatever their type (int 7, float 7.0,
+    ``Decimal("7.00")``: all ``"7"``; floats up to 2^63 in magnitude); other numbers the
+    exact hexadecimal text of their float value; strings are themselves, so ``"7"`` is the
+    same unit as 7; booleans are 1 and 0. Missing ids (NaN included) stay missing. These
+    are the texts ``jobs.spark_compile.unit_key`` builds in Spark.
+    """
+    if pd.api.types.is_integer_dtype(units.dtype) and not units.hasnans:
+        keys = units.to_numpy().astype(str).tolist()
+    elif pd.api.types.is_float_dtype(units.dtype):  # NaN is pandas' missing value here
+        keys = [None if v != v else _float_key(v) for v in units.to_numpy(dtype=np.float64, na_value=np.nan)]
+    else:
+        keys = [_value_key(v) for v in units]
+    return pd.Series(keys, index=units.index, dtype=object, name=units.name)
+
+
 def hash_buckets(values: pd.DataFrame | pd.Series, n_buckets: int, salt: str = "whybatch") -> np.ndarray:
-    """Bucket ids from a stable hash of the unit (or of the row's values), never row order."""
+    """Bucket ids from a stable hash of the unit (or of the row's values), never row order.
+
+    A Series is a unit: its canonical texts (:func:`unit_keys`) are hashed. A DataFrame
+    is a set of row values, hashed as they are."""
+    if isinstance(values, pd.Series):
+        values = unit_keys(values)
     h = pd.util.hash_pandas_object(values, index=False, hash_key=(salt + "0" * 16)[:16]).to_numpy()
     return (h % np.uint64(n_buckets)).astype(np.int64)
 
@@ -29,8 +93,10 @@ def _splitmix64(z: np.ndarray) -> np.ndarray:
 class PandasMomentEngine:
     """Per-bucket sums over a pandas DataFrame.
 
-    If the frame has no ``__bucket`` column, buckets come from a hash of ``__unit`` (or of
-    every column when there is no unit), so they do not depend on row order.
+    If the frame has no ``__bucket`` column, buckets come from a hash of ``__unit``'s
+    canonical texts (or of every column when there is no unit), so they do not depend on
+    row order or on the type the ids are stored as. Non-numeric columns other than the
+    unit are coded as integers (module docstring; :meth:`level_labels`).
     """
 
     def __init__(self, frame: pd.DataFrame, *, n_buckets: int = DEFAULT_BUCKETS,
@@ -46,16 +112,38 @@ class PandasMomentEngine:
         if len(buckets) and (buckets.min() < 0 or buckets.max() >= self._n):
             raise ValueError(f"bucket ids must lie in [0, {self._n})")
         self._buckets = buckets
-        self._columns = {c: frame[c].to_numpy() for c in frame.columns if c != bucket_column}
+        self._labels: dict[str, tuple[str, ...]] = {}
+        self._columns = {c: self._numeric(frame[c]) if c != self.unit_column else frame[c].to_numpy()
+                         for c in frame.columns if c != bucket_column}
         self.n_rows = len(frame)
-        # Row-level draws are keyed on the unit, or on a hash of the row's values: never
-        # on row position, so reordering the frame does not change the bootstrap.
-        keyed = frame[[self.unit_column]] if self.unit_column else frame.drop(columns=[bucket_column], errors="ignore")
+        # Row-level draws are keyed on the unit's canonical text (what its bucket hashes),
+        # or on a hash of the row's values: never on row position, so reordering the frame
+        # does not change the bootstrap.
+        keyed = unit_keys(frame[self.unit_column]) if self.unit_column else \
+            frame.drop(columns=[bucket_column], errors="ignore")
         self._draw_hash = pd.util.hash_pandas_object(keyed, index=False).to_numpy(dtype=np.uint64)
 
     @property
     def n_buckets(self) -> int:
         return self._n
+
+    def _numeric(self, values: pd.Series) -> np.ndarray:
+        """A column as the numbers expressions read: numeric columns as they are; strings
+        and categories as the codes 0, 1, ... of their sorted texts (missing: NaN)."""
+        textual = isinstance(values.dtype, (pd.CategoricalDtype, pd.StringDtype)) or (
+            values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) == "string")
+        if not textual:
+            return values.to_numpy()
+        text = values.astype(object).where(values.notna(), None).map(lambda v: v if v is None else str(v))
+        labels = tuple(sorted(set(text.dropna())))
+        self._labels[str(values.name)] = labels
+        codes = pd.Index(labels).get_indexer(text)
+        return np.where(codes >= 0, codes, np.nan).astype(np.float64)
+
+    def level_labels(self, column: str) -> tuple[str, ...] | None:
+        """The texts the codes of a non-numeric column stand for (code k is ``labels[k]``);
+        None for a numeric column."""
+        return self._labels.get(column)
 
     def _unit_uniform(self, replicate: int, seed: int) -> np.ndarray:
         # pandas ignores ``hash_key`` for numeric columns, so keying the hash on (seed,

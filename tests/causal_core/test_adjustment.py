@@ -84,6 +84,39 @@ def test_include_and_exclude_constraints(q, data):
     assert bool(result.reason) == (not result.minimal)
     if not result.minimal:
         assert result.reason.startswith("no valid adjustment set: the ")
+    # the optimal, O ∪ include and canonical sets are valid and within the constraints too
+    offered = [result.optimal.variables, result.optimal_with_include, result.canonical]
+    for z in (frozenset(z) for z in offered if z is not None):
+        assert include <= z and not z & exclude and oracle.valid(z), sorted(z)
+    assert (result.canonical is not None) == bool(result.minimal)
+    if result.optimal_with_include is not None:
+        assert "does not contain the included" in result.optimal.reason
+    assert AdjustmentResult.from_dict(result.to_dict()) == result
+
+
+@SETTINGS
+@given(queries(), st.data())
+def test_the_optimal_set_with_exclusions_beats_every_admissible_set(q, data):
+    """Henckel, Perković & Maathuis (2022), theorem 3.6: O has no larger asymptotic variance
+    than a valid Z when Y ⊥ Z \\ O | X ∪ O and X ⊥ O \\ Z | Z. Checked path by path on the
+    user's graph against every valid set that avoids the excluded variables; and O plus any
+    admissible covariates stays valid."""
+    graph, xs, ys = q
+    oracle = AdjustmentOracle(graph, xs, ys)
+    free = sorted(oracle.candidates - oracle.forb)
+    exclude = frozenset(data.draw(st.lists(st.sampled_from(free), max_size=2, unique=True))) if free else frozenset()
+    optimal = adjustment_sets(graph, xs, ys, exclude=exclude).optimal
+    if optimal.variables is None:
+        return
+    o = frozenset(optimal.variables)
+    admissible = [z for z in oracle.valid_sets if not z & exclude]
+    assert o in admissible
+    for z in admissible[:64]:
+        assert oracle.o.separated(ys, z - o, set(xs) | o), (sorted(z), sorted(o))
+        assert oracle.o.separated(xs, o - z, z), (sorted(z), sorted(o))
+    rest = sorted(set(free) - exclude - o)
+    extra = frozenset(data.draw(st.lists(st.sampled_from(rest), max_size=3, unique=True))) if rest else frozenset()
+    assert oracle.valid(o | extra), sorted(o | extra)
 
 
 @SETTINGS
@@ -144,6 +177,10 @@ def test_latents_and_bidirected_edges():
     assert not is_valid_adjustment(h, "X", "Y", ["U"])
     o = optimal_adjustment_set(CausalGraph.parse("latent U\nU -> Y; X -> Y; U -> W"), "X", "Y")
     assert o.variables is None and "latent variable U" in o.reason
+    # a latent cause of Y alone drops out of the latent projection, and its observed parent
+    # takes its place as a precision variable
+    p = optimal_adjustment_set(CausalGraph.parse("latent U\nA -> U -> Y; C -> X -> Y; C -> Y"), "X", "Y")
+    assert p.variables == ("A", "C") and "in the latent projection, without the latent U" in p.reason
     blocked = CausalGraph.parse("latent U\nU -> X; U -> Y; X -> Y")
     assert "X <- U -> Y" in adjustment_sets(blocked, "X", "Y").reason
 
@@ -168,6 +205,36 @@ def test_constraint_errors_name_the_variable():
         adjustment_sets(g, "Nope", "Y")
     r = adjustment_sets(g, "X", "Y", exclude=["C"])
     assert r.minimal == () and "within the include/exclude constraints" in r.reason
+    with pytest.raises(GraphError, match="exclude names 'U', a latent variable"):
+        adjustment_sets(g, "X", "Y", exclude=["U"])
+    with pytest.raises(GraphError, match="exclude names 'X', which is a treatment"):
+        minimal_adjustment_sets(g, "X", "Y", exclude=["X"])
+
+
+def test_excluded_variables_leave_the_optimal_and_canonical_sets():
+    # x3 confounds: no valid set avoids it, and neither O nor the canonical set is offered
+    confounded = CausalGraph.parse("c -> d; x1 -> d; x3 -> d; c -> y; x1 -> y; x3 -> y; d -> y")
+    r = adjustment_sets(confounded, "d", "y", exclude=["x3"])
+    assert r.minimal == () and r.canonical is None and r.optimal.variables is None
+    assert "the excluded variable x3 (a parent of y)" in r.optimal.reason
+    assert r.reason.startswith("no valid adjustment set: the back-door path d <- x3 -> y is open given {c, x1}")
+    # x3 a precision variable: O without it is optimal among the sets that avoid it
+    precision = CausalGraph.parse("c -> d; x1 -> d; c -> y; x1 -> y; x3 -> y; d -> y")
+    assert adjustment_sets(precision, "d", "y").optimal.variables == ("c", "x1", "x3")
+    r = adjustment_sets(precision, "d", "y", exclude=["x3"])
+    assert r.optimal.variables == ("c", "x1") and r.canonical == ("c", "x1")
+    assert "that avoid the excluded variables" in r.optimal.reason
+
+
+def test_included_variables_enter_the_optimal_and_canonical_sets():
+    g = CausalGraph.parse("A -> X -> Y; C -> X; C -> Y; P -> Y; B -> A")
+    r = adjustment_sets(g, "X", "Y", include=["A"])
+    assert r.optimal.variables is None and r.optimal_with_include == ("A", "C", "P")
+    assert r.optimal.reason.startswith("the optimal set O = {C, P} does not contain the included {A}")
+    assert r.canonical == ("A", "B", "C", "P")  # An(X ∪ Y ∪ include) ∩ admissible ∪ include
+    assert r.minimal == (("A", "C"),)
+    kept = adjustment_sets(g, "X", "Y", include=["P"])
+    assert kept.optimal.variables == ("C", "P") and kept.optimal_with_include is None
 
 
 def test_many_minimal_sets_and_the_cap():

@@ -209,3 +209,45 @@ def test_batched_contrast_equals_row_by_row_evaluation(fd, kind):
     want = np.array([contrast(row) if row.sum() > 0 else np.nan for row in probs])
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
     assert np.isnan(got[3]) and np.isfinite(got).sum() == 39
+
+
+def test_string_variables_are_coded_and_named():
+    """A string confounder and a string treatment on the pandas engine: the numbers of the
+    integer-coded data (same units, same buckets), with the values named in the results."""
+    df = backdoor_data(5000, seed=4)
+    words = df.assign(Z=df.Z.map({0.0: "low", 1.0: "mid", 2.0: "high"}), X=df.X.map({0.0: "old", 1.0: "new"}))
+    expr = backdoor_expression(["X"], ["Y"], ["Z"])
+    boot = BootstrapOptions(replicates=50, seed=1)
+    numbers = fit(df, expr, strategy="backdoor", bootstrap=boot).result_
+    design = Design(treatment="X", outcome="Y", strategy="backdoor", variables=("Z", "X", "Y"), expression=expr,
+                    treated_value="new", control_value="old")
+    est = get_estimator("id_plugin")(bootstrap=boot).fit(PandasMomentEngine(words, n_buckets=100), design)
+    res = est.result_
+    assert res.estimate == pytest.approx(numbers.estimate, rel=1e-12)
+    assert res.se == pytest.approx(numbers.se, rel=1e-12)
+    np.testing.assert_allclose(res.replicates, numbers.replicates, rtol=1e-12)
+    assert res.diagnostics["levels"] == {"Z": ["high", "low", "mid"], "X": ["new", "old"], "Y": [0.0, 1.0, 2.0]}
+    assert set(res.diagnostics["do_means"]) == {"X=new", "X=old"} and res.contrast == "do(X=new) - do(X=old)"
+    assert set(est.joint_.Z) == {"high", "low", "mid"} and est.joint_.p.sum() == pytest.approx(1.0)
+    given = get_estimator("id_plugin")(levels={"Z": ["low", "mid", "high"]}, bootstrap=boot).fit(
+        PandasMomentEngine(words, n_buckets=100), design).result_
+    assert given.estimate == pytest.approx(numbers.estimate, rel=1e-12)
+    with pytest.raises(EstimationError, match="treatment value 1 of 'X' does not occur"):
+        fit(words, expr, strategy="backdoor")  # the default treated value 1 is not a value of X
+
+
+def test_string_variable_errors_name_the_variable():
+    df = backdoor_data(2000, seed=5)
+    words = df.assign(Z=df.Z.map({0.0: "low", 1.0: "mid", 2.0: "high"}))
+    expr = backdoor_expression(["X"], ["Y"], ["Z"])
+    with pytest.raises(EstimationError, match=r"levels \['zzz'\] of 'Z' do not occur in the data"):
+        fit(words, expr, strategy="backdoor", levels={"Z": ["low", "zzz"]})
+    with pytest.raises(EstimationError, match="outside the given levels"):
+        fit(words, expr, strategy="backdoor", levels={"Z": ["low", "mid"]})
+    with pytest.raises(EstimationError, match="'Z' has 3 levels, more than max_levels=2"):
+        fit(words, expr, strategy="backdoor", max_levels=2, levels={"X": (0, 1), "Y": (0, 1, 2)})
+    design = Design(treatment="X", outcome="Y", strategy="backdoor", variables=("Z", "X", "Y"), expression=expr,
+                    treated_value="new", control_value="old")
+    with pytest.raises(EstimationError, match="treatment value 'new' of 'X' does not occur"):
+        get_estimator("id_plugin")().fit(PandasMomentEngine(words.assign(X=words.X.map({0.0: "old", 1.0: "mid"})),
+                                                            n_buckets=20), design)

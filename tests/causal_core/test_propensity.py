@@ -117,13 +117,18 @@ def test_complete_separation_is_reported():
         fit_logistic(PandasMomentEngine(df, n_buckets=10), "d", ["x"])
 
 
-def test_quasi_complete_separation_is_reported():
+def test_a_level_in_one_arm_only_is_named_before_newton():
+    """A 0/1 covariate whose level 1 is always treated (quasi-complete separation) is a
+    positivity failure, named from the first pass before Newton diverges."""
     rng = np.random.default_rng(0)
     z = rng.binomial(1, 0.3, 2000).astype(float)
     d = np.where(z == 1, 1.0, rng.binomial(1, 0.4, 2000))  # z = 1 always treated
     df = pd.DataFrame({"d": d, "z": z, "x": rng.normal(size=2000)})
-    with pytest.raises(EstimationError, match="separation"):
-        fit_logistic(PandasMomentEngine(df, n_buckets=10), "d", ["z", "x"])
+    eng = CountingEngine(df, n_buckets=10)
+    with pytest.raises(EstimationError, match=rf"positivity fails for treatment 'd': no untreated rows where z = 1 "
+                                              rf"\(all {int(z.sum())} rows where z = 1 are treated\)"):
+        fit_logistic(eng, "d", ["z", "x"])
+    assert eng.calls == 1
 
 
 def test_collinear_and_constant_covariates_are_named(data):

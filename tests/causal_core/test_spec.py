@@ -94,3 +94,16 @@ def test_experiment_without_graph_gets_treatment_to_metric_edges():
 def test_unknown_estimator_option_is_caught_before_spark():
     with pytest.raises(SpecError, match=r"estimators.stratification.strata.*n_strata"):
         parse_spec(GOOD.replace("[ols, {ipw: {trim: 0.02}}]", "[ols, {stratification: {strata: 5}}]"))
+
+
+def test_yes_and_no_stay_the_text_the_user_wrote():
+    """YAML 1.1 reads yes/no/on/off as booleans ('promo: True vs False'); specs are read
+    with YAML 1.2 booleans, so only true/false are booleans."""
+    spec = parse_spec("name: s\ndata: {table: t}\ngraph: 'x -> promo -> y; x -> y'\ntreatment: promo\n"
+                      "outcome: y\ntreatment_values: {treated: yes, control: no}\n")
+    assert spec.treatment_values.treated == "yes" and spec.treatment_values.control == "no"
+    arms = parse_spec("name: s\ndesign: experiment\ndata: {table: t}\ntreatment: v\noutcome: y\n"
+                      "treatment_values: {arms: [off, on, true], control: off}\n")
+    assert arms.treatment_values.arms == ("off", "on", True)
+    exact = parse_spec("name: s\ndata: {table: t, exact_sums: true}\ngraph: 'x -> y'\ntreatment: x\noutcome: y\n")
+    assert exact.data.exact_sums is True

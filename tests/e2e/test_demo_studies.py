@@ -69,3 +69,17 @@ def test_interval_selects_partitions(spark, truths):
     half = estimate_study(spark, spec, Interval("2025-11-03", "2026-05-04"))
     assert 0.4 < half["rows"] / full["rows"] < 0.6
     assert half["run_key"] != full["run_key"]
+
+
+def test_the_readme_study_example_runs(spark, truths, tmp_path, monkeypatch, capsys):
+    """The README's Python example for a whole study, as written, on the demo warehouse."""
+    from tests.test_readme import python_blocks
+
+    (block,) = [b for b in python_blocks() if "run_study(" in b]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert (tmp_path / "results.json").exists()
+    ols = next(e for e in namespace["results"]["estimates"] if e["estimator"] == "ols" and e["segment"] == "all")
+    assert ols["ci_low"] <= truths[("discount_observational", "spend", "ate")] <= ols["ci_high"]
+    assert "ols all" in capsys.readouterr().out

@@ -54,3 +54,13 @@ def test_tracking_uri_says_nothing_is_logged_yet(tmp_path):
     out = runner.invoke(app, ["run", str(tmp_path / "nope.yaml"), "--tracking-uri", "http://127.0.0.1:5000"])
     assert out.exit_code == 2
     assert "MLflow logging is not built yet" in out.output and "no such study file" in out.output
+
+
+def test_accepted_but_unbuilt_fields_warn_and_help_lists_only_real_commands():
+    out = runner.invoke(app, ["plan", str(ROOT / "conf/studies/discount_observational.yaml")])
+    assert out.exit_code == 0, out.output
+    assert "refuters: refutation is not built yet; ignored" in out.output
+    assert "schedule: scheduling (the Airflow DAG factory) is not built yet; ignored" in out.output
+    helped = runner.invoke(app, ["--help"])
+    commands = {line.split()[1] for line in helped.output.splitlines() if line.startswith("│ ") and len(line.split()) > 2}
+    assert {"plan", "run", "demo"} <= commands and "validate" not in helped.output

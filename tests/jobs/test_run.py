@@ -44,3 +44,24 @@ def test_a_numeric_treatment_fits_ols_and_names_why_ipw_cannot(spark, tmp_path):
         assert e["estimate"] == pytest.approx(beta[1], rel=1e-9)
         assert abs(e["estimate"] - 2.0) < 4 * e["se"]
         assert e["diagnostics"]["buckets_keyed_on"] == "row values"
+
+
+def test_disagreeing_estimators_are_reported_from_paired_replicates(spark, tmp_path):
+    """ols (a wrong outcome model) and ipw (the right propensity model) on one frame draw the
+    same bootstrap weights: the difference's SE is far below that of independent estimates,
+    and the run warns that they disagree."""
+    from tests.causal_core.test_estimator_agreement import simulate
+
+    simulate(30000, misspecified=True, seed=1).to_parquet(tmp_path / "mis.parquet")
+    spec = parse_spec(SPEC.replace("PATH", str(tmp_path / "mis.parquet"))
+                      .replace("x -> t -> y\n  x -> y", "x -> d -> y\n  x -> d\n  x -> y")
+                      .replace("treatment: t", "treatment: d")
+                      .replace("estimators: [ols, ipw, {ols: {interactions: false}}]", "estimators: [ols, ipw]")
+                      .replace("replicates: 50", "replicates: 400"))
+    results = estimate_study(spark, spec)
+    ols, ipw = results["estimates"]
+    (c,) = results["comparisons"]
+    assert (c["first"], c["second"]) == ("ols", "ipw")
+    assert c["difference"] == pytest.approx(ols["estimate"] - ipw["estimate"], rel=1e-12)
+    assert c["se"] < 0.7 * np.hypot(ols["se"], ipw["se"])
+    assert c["disagree"] and any(w.startswith("ols and ipw disagree") for w in results["warnings"])

@@ -159,3 +159,29 @@ def test_nhefs_ipw_hernan_robins_on_spark(spark):
     got, want = both("ipw", sdf, pdf, NHEFS_DESIGN, bootstrap=BootstrapOptions(replicates=100, seed=4))
     assert round(got.estimate, 2) == 3.44
     assert_same(got, want)
+
+
+def test_overlap_and_positivity_on_spark(spark):
+    """Every back-door estimator's ``diagnostics["overlap"]`` through Spark equals the
+    pandas engine's, and a covariate level present in one arm only is named on Spark."""
+    import warnings
+
+    s = confounded_binary(2000, np.random.default_rng(11))
+    sdf, pdf = frames(spark, s.frame)
+    for name in ("ols", "ipw", "aipw", "stratification"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got, want = both(name, sdf, pdf, s.make_design(), bootstrap=BootstrapOptions(replicates=0))
+        g, w = got.diagnostics["overlap"], want.diagnostics["overlap"]
+        for arm in ("treated", "control"):
+            assert g["range"][arm] == pytest.approx(w["range"][arm], rel=RTOL)
+        for key in ("arms_overlap", "share_outside", "share_outside_crump", "propensity"):
+            assert g[key] == w[key]
+        assert w["share_outside_crump"] > 0 and got.diagnostics["warnings"] == want.diagnostics["warnings"]
+    frame = s.frame.assign(z=(s.frame.x1 > 1.0).astype(float))
+    frame.loc[frame.z == 1, "d"] = 1.0  # every row with z = 1 treated
+    sdf, _ = frames(spark, frame)
+    for name in ("ols", "ipw", "aipw", "stratification"):
+        with pytest.raises(EstimationError, match=r"positivity fails for treatment 'd': no untreated rows where z = 1"):
+            get_estimator(name)(bootstrap=BootstrapOptions(replicates=0)).fit(
+                SparkMomentEngine(sdf, n_buckets=K), Design("d", "y", ("x1", "x2", "z")))

@@ -107,7 +107,7 @@ def test_treatment_errors(spark, table):
         build_model_frame(nonbinary, spec, "y", ModelRequest(), treated=1, control=0, binary_needed=True,
                           n_buckets=8)
     empty = raw.where("x < -1")
-    with pytest.raises(DataCheckError, match="selection is empty"):
+    with pytest.raises(DataCheckError, match="0 rows in the selection"):
         build_model_frame(empty, spec, "y", ModelRequest(), treated=1, control=0, binary_needed=True, n_buckets=8)
 
 
