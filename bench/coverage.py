@@ -57,7 +57,7 @@ def _fd_p_y(m, u):
 def discrete_frontdoor(n: int, rng: np.random.Generator) -> Simulated:
     """The front-door formula on discrete data, for ``id_plugin``. The frame carries a unit
     id: without one, identical discrete rows would hash to the same bucket."""
-    from causal_core.estimand import frontdoor_expression
+    from causal_core.identification.estimand import frontdoor_expression
 
     u = rng.binomial(1, 0.5, n)
     x = rng.binomial(1, np.take(FD_P_X_U, u))

@@ -11,11 +11,15 @@ logistic, so OLS (``y ~ d + W``) and IPW with a logistic propensity are both con
 The linear predictor of the propensity has sd 0.76: fewer than 1 row in 10 000 has a
 propensity outside [0.05, 0.95], so clipping there changes nothing measurable.
 
-* :func:`numpy_dataset` — for ``vs_dowhy.py``: numpy draws written with pyarrow (row
-  groups of 128k rows, so Spark reads it with every core), readable by pandas.
-* :func:`spark_dataset` — for ``vs_scan.py`` / ``scaling.py``: ``spark.range`` with
-  uniforms from ``xxhash64(id, stream)`` and Box-Muller normals, written by Spark; the
-  same rows whatever the partitioning. 50M rows never pass through Python.
+Both generators draw the same rows: uniforms keyed on the row id, the engines' one draw
+(:mod:`causal_core.moments.draws`, ``(xxhash64(id, seed, stream) >>> 11) * 2^-53``), and
+Box-Muller normals on them (equal up to the last ulp of numpy's and Java's log, cos, sin).
+
+* :func:`numpy_dataset` — for ``vs_dowhy.py``: computed with numpy, written with pyarrow
+  (row groups of 128k rows, so Spark reads it with every core), readable by pandas.
+* :func:`spark_dataset` — for ``vs_scan.py`` / ``scaling.py``: ``spark.range`` and Column
+  expressions, written by Spark; the same rows whatever the partitioning. 50M rows never
+  pass through Python.
 
 Each dataset is a parquet directory under the data dir (``/tmp/whybatch-bench`` by
 default, never the repository) with a ``_whybatch_bench.json`` sidecar (readers skip
@@ -44,7 +48,7 @@ OUTCOME_COEF = (1.0, 0.5, -0.7, 0.3, 0.8)
 W4_P = 0.4
 SIDECAR = "_whybatch_bench.json"
 ROW_GROUP = 131_072
-VERSION = 1
+VERSION = 2  # the version of the draws: a dataset written by another is regenerated
 
 
 @dataclass(frozen=True)
@@ -86,22 +90,34 @@ def _finish(ds: Dataset, seconds: float) -> None:
     (ds.path / SIDECAR).write_text(json.dumps(meta, indent=2))
 
 
+def _design(w: list, u_treat, e, *, exp, where):
+    """Treatment and outcome from the confounders and the draws, for numpy and Spark alike."""
+    eta, mu = PROPENSITY_INTERCEPT, OUTCOME_INTERCEPT
+    for wj, a, b in zip(w, PROPENSITY_COEF, OUTCOME_COEF):
+        eta, mu = eta + a * wj, mu + b * wj
+    d = where(u_treat < 1.0 / (1.0 + exp(-eta)))
+    return d, mu + ATE * d + e
+
+
 def numpy_frame(rows: int, seed: int):
-    """The design as a pandas DataFrame (``id``, W0..W4, d, y), drawn with numpy."""
+    """The design as a pandas DataFrame (``id``, W0..W4, d, y): the rows of
+    :func:`spark_frame`, computed with numpy."""
     import pandas as pd
 
-    rng = np.random.default_rng(np.random.SeedSequence(seed))
-    w = rng.standard_normal((rows, 5))
-    w[:, 4] = (rng.random(rows) < W4_P).astype(np.float64)
-    eta = PROPENSITY_INTERCEPT + w @ np.asarray(PROPENSITY_COEF)
-    d = (rng.random(rows) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int32)
-    y = OUTCOME_INTERCEPT + ATE * d + w @ np.asarray(OUTCOME_COEF) + rng.standard_normal(rows)
-    frame = pd.DataFrame({"id": np.arange(rows, dtype=np.int64)})
-    for j, name in enumerate(CONFOUNDERS):
-        frame[name] = w[:, j]
-    frame[TREATMENT] = d
-    frame[OUTCOME] = y
-    return frame
+    from causal_core.moments import draws
+
+    ids = np.arange(rows, dtype=np.int64)
+    key = draws.hash_longs(ids)  # what xxhash64 hashes first: the id as a long
+
+    def normal_pair(stream: int):
+        r = np.sqrt(-2.0 * np.log(1.0 - draws.uniforms(key, seed, stream)))
+        theta = 2.0 * np.pi * draws.uniforms(key, seed, stream + 1)
+        return r * np.cos(theta), r * np.sin(theta)
+
+    (z0, z1), (z2, z3), (e, _) = normal_pair(0), normal_pair(2), normal_pair(4)
+    w = [z0, z1, z2, z3, (draws.uniforms(key, seed, 6) < W4_P).astype(np.float64)]
+    d, y = _design(w, draws.uniforms(key, seed, 7), e, exp=np.exp, where=lambda c: c.astype(np.int32))
+    return pd.DataFrame({"id": ids, **dict(zip(CONFOUNDERS, w)), TREATMENT: d, OUTCOME: y})
 
 
 def numpy_dataset(rows: int, data_dir: Path = DEFAULT_DATA_DIR, seed: int = 7, log=print) -> Dataset:
@@ -126,18 +142,20 @@ def numpy_dataset(rows: int, data_dir: Path = DEFAULT_DATA_DIR, seed: int = 7, l
 
 
 def _uniform(stream: int, seed: int):
-    """A U(0, 1) column (never 0 or 1) from the top 53 bits of ``xxhash64(id, seed, stream)``."""
+    """A U[0, 1) column keyed on (id, seed, stream): the engines' draw."""
     from pyspark.sql import functions as F
 
-    h = F.shiftrightunsigned(F.xxhash64(F.col("id"), F.lit(int(seed)), F.lit(int(stream))), 11)
-    return (h.cast("double") + F.lit(0.5)) / F.lit(float(1 << 53))
+    from jobs.spark.compiler import uniform
+
+    return uniform(F.col("id"), seed, stream)
 
 
 def _normal_pair(stream: int, seed: int):
-    """Two independent N(0, 1) columns by Box-Muller from two hashed uniforms."""
+    """Two independent N(0, 1) columns by Box-Muller from two hashed uniforms (1 - u lies
+    in (0, 1], so the logarithm is finite)."""
     from pyspark.sql import functions as F
 
-    r = F.sqrt(F.lit(-2.0) * F.log(_uniform(stream, seed)))
+    r = F.sqrt(F.lit(-2.0) * F.log(F.lit(1.0) - _uniform(stream, seed)))
     theta = F.lit(2.0 * np.pi) * _uniform(stream + 1, seed)
     return r * F.cos(theta), r * F.sin(theta)
 
@@ -154,13 +172,9 @@ def spark_frame(spark, rows: int, seed: int, partitions: int | None = None):
     w = [z0, z1, z2, z3, (_uniform(6, seed) < F.lit(W4_P)).cast("double")]
     df = base.select("id", *[c.alias(n) for c, n in zip(w, CONFOUNDERS)], _uniform(7, seed).alias("__u"),
                      e.alias("__e"))
-    eta = F.lit(PROPENSITY_INTERCEPT)
-    mu = F.lit(OUTCOME_INTERCEPT)
-    for name, a, b in zip(CONFOUNDERS, PROPENSITY_COEF, OUTCOME_COEF):
-        eta = eta + F.lit(a) * F.col(name)
-        mu = mu + F.lit(b) * F.col(name)
-    d = (F.col("__u") < F.lit(1.0) / (F.lit(1.0) + F.exp(-eta))).cast("int")
-    return df.select("id", *CONFOUNDERS, d.alias(TREATMENT), (mu + F.lit(ATE) * d + F.col("__e")).alias(OUTCOME))
+    d, y = _design([F.col(n) for n in CONFOUNDERS], F.col("__u"), F.col("__e"), exp=F.exp,
+                   where=lambda c: c.cast("int"))
+    return df.select("id", *CONFOUNDERS, d.alias(TREATMENT), y.alias(OUTCOME))
 
 
 def spark_dataset(spark, rows: int, data_dir: Path = DEFAULT_DATA_DIR, seed: int = 7, log=print) -> Dataset:
@@ -210,12 +224,12 @@ BENCH_DRIVER_MEMORY = "8g"
 
 
 def bench_session(data_dir: Path, driver_memory: str | None = BENCH_DRIVER_MEMORY):
-    """``jobs.session.build_session`` on the ``local`` profile (``local[*]``), with the
+    """``jobs.spark.session.build_session`` on the ``local`` profile (``local[*]``), with the
     driver memory raised to ``driver_memory`` and the warehouse / metastore moved under
     the data dir (no Hive catalog: the benchmarks read parquet paths)."""
     from dataclasses import replace
 
-    from jobs.session import build_session, load_profile
+    from jobs.spark.session import build_session, load_profile
 
     profile = load_profile("local")
     conf = dict(profile.conf)
@@ -313,16 +327,9 @@ class Budget:
 def expr_nodes(exprs) -> int:
     """Total node count of the expression trees (shared subtrees counted every time they
     occur, as Spark sees them after compilation): a measure of per-row work."""
-    memo: dict[int, int] = {}
+    from causal_core.moments.expr import tree_size
 
-    def size(e) -> int:
-        key = id(e)
-        if key not in memo:
-            children = [getattr(e, f) for f in ("left", "right", "arg") if hasattr(e, f)]
-            memo[key] = 1 + sum(size(c) for c in children)
-        return memo[key]
-
-    return sum(size(e) for e in exprs)
+    return sum(tree_size(e) for e in exprs)
 
 
 class PassRecorder:
@@ -382,7 +389,7 @@ def replay_wide(frame, passes: list[dict], budget: Budget | None = None, log=Non
     from pyspark.sql import functions as F
 
     from causal_core.moments.engine import BUCKET
-    from jobs.spark_engine import compile_expr
+    from jobs.spark.engine import compile_expr
 
     total = 0.0
     for i, rec in enumerate(passes, 1):
@@ -415,7 +422,7 @@ def format_pass(i: int, rec: dict) -> str:
             f"{rec['seconds']:8.2f} s{wide}{cut}")
 
 
-ENGINE_FILES = ("jobs/spark_engine.py", "jobs/spark_cse.py", "jobs/exact_sums.py", "jobs/run.py",
+ENGINE_FILES = ("jobs/spark/engine.py", "jobs/spark/cse.py", "jobs/spark/exact_sums.py", "jobs/estimate.py",
                 "causal_core/estimators/ols.py", "causal_core/estimators/ipw.py")
 
 

@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from causal_core.graph import CausalGraph
-from causal_core.plan import identify
+from causal_core.graph.causal_graph import CausalGraph
+from causal_core.identification.plan import identify
 
 
 def random_graph(n: int, seed: int, edges_per_node: float = 2.0, bidirected: int = 3) -> CausalGraph:

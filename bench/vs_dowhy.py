@@ -19,7 +19,7 @@ per replicate; the bench counts the replicates DoWhy really ran), whybatch's buc
 bootstrap (B = 100 reweightings of K = 1000 per-bucket moment sums).
 
 Timed: DoWhy from ``CausalModel(...)`` to the interval (the pandas read is shown, not
-counted). whybatch *warm*: ``jobs.run.estimate_study`` on a session already started, that
+counted). whybatch *warm*: ``jobs.estimate.estimate_study`` on a session already started, that
 has run both studies ``--warm-runs`` (2) times on other data of the same size (another
 seed), with the file already read once (all shown, not counted) — as a service that has
 run these studies before finds its JVM: code generated and JIT-compiled; each study is
@@ -118,7 +118,7 @@ def whybatch_warm(ds, data_dir: Path, replicates: int, warm_runs: int = 2, timed
     from pyspark.sql import functions as F
 
     from causal_core.spec import parse_spec
-    from jobs.run import Interval, estimate_study
+    from jobs.estimate import Interval, estimate_study
 
     with Clock() as c:
         spark = bench_session(data_dir, driver_memory=None)  # the local profile as the CLI uses it
@@ -143,7 +143,7 @@ def whybatch_warm(ds, data_dir: Path, replicates: int, warm_runs: int = 2, timed
         runs = []
         for _ in range(timed_runs):
             with Clock(jvm) as c:
-                results = estimate_study(spark, spec, Interval())
+                results = estimate_study(spark, spec, Interval()).to_dict()
             runs.append((c.wall, c.cpu))
         (e,) = results["estimates"]
         if e.get("estimate") is None:

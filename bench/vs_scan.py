@@ -56,7 +56,7 @@ def model_frame(spark, path: Path, buckets: int):
     """The parquet rows as the numeric, bucketed frame the engine sums over."""
     from pyspark.sql import functions as F
 
-    from jobs.spark_engine import with_buckets
+    from jobs.spark.engine import with_buckets
 
     df = spark.read.parquet(str(path)).select(*[F.col(c).cast("double").alias(c) for c in COLUMNS])
     return with_buckets(df, buckets)
@@ -84,10 +84,10 @@ def time_scan(frame, repeats: int = 3, grouped: bool = False) -> tuple[float, fl
 
 def fit_one(spark, frame, name: str, exact: bool, args, jvm: int) -> dict:
     """Fit one estimator through a recording engine; returns times, passes and the result."""
-    from causal_core.estimators import BootstrapOptions, Design, get_estimator
-    from jobs.spark_engine import SparkMomentEngine
+    from causal_core.estimators import BootstrapOptions, ModelRoles, get_estimator
+    from jobs.spark.engine import SparkMomentEngine
 
-    design = Design(treatment=TREATMENT, outcome=OUTCOME, covariates=CONFOUNDERS)
+    design = ModelRoles(treatment=TREATMENT, outcome=OUTCOME, covariates=CONFOUNDERS)
     registered, options = VARIANTS[name]
     estimator = get_estimator(registered)(bootstrap=BootstrapOptions(replicates=args.replicates, seed=20261127),
                                           **options)

@@ -8,6 +8,7 @@ from causal_core.errors import (
     EstimationError,
     GraphError,
     IdentificationError,
+    ResultsError,
     SpecError,
     WhybatchError,
 )
@@ -15,18 +16,18 @@ from causal_core.graph import CausalGraph
 
 __all__ = [
     "CausalGraph", "DataCheckError", "Estimand", "EstimandPlan", "EstimationError", "GraphError",
-    "IdentificationError", "SpecError", "WhybatchError", "identify", "load_spec",
+    "IdentificationError", "ResultsError", "SpecError", "WhybatchError", "identify", "load_spec",
 ]
 
 
 def __getattr__(name: str):
     # Lazy so that `import causal_core` stays cheap (the CLI imports it at start-up).
     if name in ("identify", "EstimandPlan"):
-        from causal_core import plan
+        from causal_core.identification import plan
 
         return getattr(plan, name)
     if name == "Estimand":
-        from causal_core.estimand import Estimand
+        from causal_core.identification.estimand import Estimand
 
         return Estimand
     if name == "load_spec":

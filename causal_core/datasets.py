@@ -1,7 +1,7 @@
 """Simulated data sets with known effects, for tests and the coverage bench.
 
 Each simulator takes a row count and a numpy Generator and returns a :class:`Simulated`:
-the frame, the :class:`~causal_core.estimators.base.Design` fields that describe it, and
+the frame, the :class:`~causal_core.estimators.base.ModelRoles` fields that describe it, and
 the true effect for each target. Truths are population quantities (computed by
 Gauss-Hermite quadrature where they involve the selection model), so interval coverage
 is measured against the estimand, not the sample.
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from causal_core.estimators.base import Design
+from causal_core.estimators.base import ModelRoles
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,8 @@ class Simulated:
     design: dict[str, Any]
     truth: dict[str, float] = field(default_factory=dict)
 
-    def make_design(self, target: str = "ate", **changes: Any) -> Design:
-        return Design(**{**self.design, "target": target, **changes})
+    def make_design(self, target: str = "ate", **changes: Any) -> ModelRoles:
+        return ModelRoles(**{**self.design, "target": target, **changes})
 
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:

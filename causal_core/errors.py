@@ -33,3 +33,8 @@ class EstimationError(WhybatchError):
 
 class DataCheckError(WhybatchError):
     """The data failed a declared check (nulls, empty partition, sample-ratio mismatch...)."""
+
+
+class ResultsError(WhybatchError):
+    """A results value or document that is not whybatch's results.json: the message names
+    the field and what was expected."""

@@ -47,7 +47,7 @@ def plan(study: Annotated[str, typer.Argument(help="study YAML path or name unde
          as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False) -> None:
     """Print the estimand plan of a study (one per outcome metric)."""
     from causal_core.spec import load_spec
-    from causal_core.study import plan_study
+    from causal_core.study.plans import plan_study
 
     try:
         spec = load_spec(_resolve_study(study))
@@ -79,9 +79,9 @@ def run(study: Annotated[str, typer.Argument(help="study YAML path or name under
         tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI")] = None,
         output: Annotated[Path, typer.Option(help="where to write results.json")] = Path("results.json")) -> None:
     """Estimate a study's effects on a partition interval and write results.json."""
-    from jobs.entrypoints import prepare_run
-    from jobs.run import estimate_study, summarize, write_results
-    from jobs.session import build_session
+    from jobs.entrypoints import prepare_run, write_results
+    from jobs.estimate import estimate_study
+    from jobs.spark.session import build_session
 
     if tracking_uri:
         err.print(f"[yellow]warning:[/] --tracking-uri {tracking_uri}: MLflow logging is not built yet; "
@@ -90,19 +90,17 @@ def run(study: Annotated[str, typer.Argument(help="study YAML path or name under
         prepared = prepare_run(study, start=start, end=end, profile=profile)
         _warn_ignored(prepared.spec)
         spark = build_session(prepared.profile)
-        results = estimate_study(spark, prepared.spec, prepared.interval)
+        result = estimate_study(spark, prepared.spec, prepared.interval)
     except WhybatchError as exc:
         _fail(exc)
-    write_results(results, output)
-    for line in summarize(results):
-        console.print(line, highlight=False, markup=False)
-    for line in results.get("warnings", ()):
+    write_results(result, output)
+    console.print(str(result), highlight=False, markup=False)
+    for line in result.warnings:
         if line in prepared.spec.ignored_fields():
             continue
         err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, markup=True, soft_wrap=True)
     console.print(f"wrote {output}")
-    failed = [e for e in results["estimates"] if e.get("estimate") is None]
-    if failed and len(failed) == len(results["estimates"]):
+    if result.failed and not result.estimated:
         raise typer.Exit(EXIT_STUDY_FAILED)
 
 
@@ -115,10 +113,11 @@ def demo(rows: Annotated[int, typer.Option(help="rows per demo table")] = 200_00
     from rich.table import Table
 
     from causal_core.spec import load_spec
-    from causal_core.study import plan_study
-    from jobs.demo_data import build_demo_warehouse
-    from jobs.run import estimate_study, write_results
-    from jobs.session import build_session
+    from causal_core.study.plans import plan_study
+    from jobs.entrypoints import write_results
+    from jobs.estimate import estimate_study
+    from jobs.spark.session import build_session
+    from jobs.warehouse.demo import build_demo_warehouse
 
     try:
         specs = [load_spec(p) for p in sorted(studies.glob("*.yaml"))]
@@ -133,19 +132,19 @@ def demo(rows: Annotated[int, typer.Option(help="rows per demo table")] = 200_00
         for col in ("study", "metric", "estimator", "segment", "target", "estimate", "95% CI", "truth", "covered"):
             table.add_column(col)
         for spec in specs:
-            results = estimate_study(spark, spec)
-            write_results(results, output / f"{spec.name}.json")
-            for e in results["estimates"]:
-                truth = truths.get((spec.name, e.get("metric"), e.get("target")))
-                if e.get("estimate") is None:
-                    table.add_row(spec.name, str(e.get("metric")), str(e.get("estimator")), "", "",
-                                  "—", e.get("reason", "")[:60], "", "")
+            result = estimate_study(spark, spec)
+            write_results(result, output / f"{spec.name}.json")
+            for e in result.estimates:
+                if not e.estimated:
+                    table.add_row(spec.name, e.metric, str(e.estimator), "", "", "—", e.reason[:60], "", "")
                     continue
-                covered = "" if truth is None or e["segment"] != "all" else \
-                    ("yes" if e["ci_low"] <= truth <= e["ci_high"] else "NO")
-                table.add_row(spec.name, e["metric"], e["estimator"], e["segment"], e["target"],
-                              f"{e['estimate']:.4f}", f"[{e['ci_low']:.4f}, {e['ci_high']:.4f}]",
-                              "" if truth is None or e["segment"] != "all" else f"{truth:.4f}", covered)
+                truth = truths.get((spec.name, e.metric, e.target)) if e.segment == "all" else None
+                interval = (e.ci_low, e.ci_high)
+                covered = "" if truth is None or None in interval else \
+                    ("yes" if e.ci_low <= truth <= e.ci_high else "NO")
+                table.add_row(spec.name, e.metric, e.estimator, e.segment, e.target, f"{e.estimate:.4f}",
+                              "[" + ", ".join("nan" if v is None else f"{v:.4f}" for v in interval) + "]",
+                              "" if truth is None else f"{truth:.4f}", covered)
         table.caption = ("covered = the 95% CI contains the simulated truth; coarse propensity strata "
                          "(stratification) leave residual confounding by design")
         Console(width=max(console.width, 150)).print(table)

@@ -13,9 +13,9 @@ from typing import Any
 
 from causal_core.errors import SpecError
 from causal_core.spec import StudySpec, load_spec
-from jobs.run import Interval
-from jobs.session import PROJECT_DIR, SparkProfile, load_profile
-from jobs.warehouse import check_interval, check_source
+from causal_core.study import Interval, StudyResult
+from jobs.spark.session import PROJECT_DIR, SparkProfile, load_profile
+from jobs.warehouse.read import check_interval, check_source
 
 STUDY_DIRS = (Path("conf/studies"), PROJECT_DIR / "conf" / "studies")
 
@@ -56,21 +56,29 @@ def prepare_run(study: str | Path | StudySpec, *, start: str | None = None, end:
 
 def run_study(study: str | Path | StudySpec, *, start: str | None = None, end: str | None = None,
               profile: str | SparkProfile = "local", output: str | Path | None = None,
-              spark: Any = None) -> dict:
-    """Run a study on the partitions in ``[start, end)`` and return its results (the
-    content of results.json, written to ``output`` when given).
+              spark: Any = None) -> StudyResult:
+    """Run a study on the partitions in ``[start, end)`` and return its :class:`StudyResult`
+    (written to ``output`` as results.json when given).
 
     ``study`` is a YAML path, a study name under ``conf/studies/`` or a parsed
     :class:`StudySpec`; ``spark`` an existing SparkSession (default: one built from
     ``profile``). Bad input raises :class:`causal_core.SpecError` before Spark starts;
     data that fail their checks raise :class:`causal_core.DataCheckError`.
     """
-    from jobs.run import estimate_study, write_results
-    from jobs.session import build_session
+    from jobs.estimate import estimate_study
+    from jobs.spark.session import build_session
 
     prepared = prepare_run(study, start=start, end=end, profile=profile)
     session = spark if spark is not None else build_session(prepared.profile)
-    results = estimate_study(session, prepared.spec, prepared.interval)
+    result = estimate_study(session, prepared.spec, prepared.interval)
     if output is not None:
-        write_results(results, output)
-    return results
+        write_results(result, output)
+    return result
+
+
+def write_results(result: StudyResult, path: str | Path) -> Path:
+    """Write results.json: the result's ``to_json()``, which ``StudyResult.from_json`` reads back."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(result.to_json(), encoding="utf-8")
+    return p

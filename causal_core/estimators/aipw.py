@@ -26,54 +26,53 @@ by a one-step update, and moves ``sum S g`` along its Jacobian in ``(b, gamma)``
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import numpy as np
 
 from causal_core.errors import EstimationError
-from causal_core.estimators.base import Design, register
+from causal_core.estimators.base import ModelRoles, register
 from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
-from causal_core.estimators.linear import batched_solve, check_regressors, gram_exprs, score_meat, unpack_gram
-from causal_core.estimators.moment_batch import MomentBatch, times
-from causal_core.estimators.ipw import ARM_NAMES, ARMS
+from causal_core.estimators.linear import batched_solve, check_regressors, score_meat
+from causal_core.estimators.moment_batch import MomentBatch, gram_exprs, times, unpack_symmetric
 from causal_core.estimators.propensity import LogisticFit, fit_logistic, logistic_terms
-from causal_core.estimators.weighting import (PropensityEstimator, PropensityWarning, PropensityWeights,
-                                              overlap_diagnostic, overlap_warnings)
-from causal_core.moments.expr import Expr, col, linear, lit
+from causal_core.estimators.score_quantiles import ARM_NAMES, ARMS, arm_indicator
+from causal_core.estimators.weighting import (
+    PropensityEstimator, PropensityWeights, WeightingCounts, propensity_diagnostics,
+)
+from causal_core.moments.expr import Expr, col, linear
 
 
 
-def outcome_gram_exprs(design: Design) -> dict[int, list[Expr]]:
+def outcome_gram_exprs(design: ModelRoles) -> dict[int, list[Expr]]:
     """Per arm, the Gram matrix of ``(1, x, y)`` restricted to the arm's rows."""
     v = [*logistic_terms(design.covariates), col(design.outcome)]
     out = {}
     for a in ARMS:
-        arm = col(design.treatment) if a == 1 else lit(1.0) - col(design.treatment)
-        out[a] = [times(arm, e) for e in gram_exprs(v)]
+        out[a] = [times(arm_indicator(design.treatment, a), e) for e in gram_exprs(v)]
     return out
 
 
 def solve_outcome_models(gram: np.ndarray, p: int) -> np.ndarray:
     """Least-squares coefficients (..., p) from (..., (p+1)(p+2)/2) Gram totals of (1, x, y)."""
-    g = unpack_gram(gram, p + 1)
+    g = unpack_symmetric(gram, p + 1)
     return batched_solve(g[..., :p, :p], g[..., :p, p])
 
 
-def _fit_outcomes(fit: LogisticFit, design: Design) -> dict[int, np.ndarray]:
+def _fit_outcomes(fit: LogisticFit, design: ModelRoles) -> dict[int, np.ndarray]:
     p, gamma = fit.p, {}
     for a in ARMS:
         gram = fit.arm_gram(a)
         try:
             if p > 1:  # (an intercept alone needs only rows, which the propensity fit checked)
-                check_regressors(unpack_gram(gram, p + 1)[:p, :p], fit.names)
+                check_regressors(unpack_symmetric(gram, p + 1)[:p, :p], fit.names)
         except EstimationError as err:
             raise EstimationError(f"aipw outcome model on the {ARM_NAMES[a]} rows: {err}") from None
         gamma[a] = solve_outcome_models(gram, p)
     return gamma
 
 
-def _if_batch(design: Design, fit: LogisticFit, pw: PropensityWeights, gamma: dict[int, np.ndarray],
+def _if_batch(design: ModelRoles, fit: LogisticFit, pw: PropensityWeights, gamma: dict[int, np.ndarray],
               near_bound: float) -> tuple[MomentBatch, list[Expr]]:
     """The post-fit pass: totals, IF cross products, Jacobians and diagnostic counts."""
     d, y = col(design.treatment), col(design.outcome)
@@ -95,9 +94,7 @@ def _if_batch(design: Design, fit: LogisticFit, pw: PropensityWeights, gamma: di
         batch.add_products("if", [g, h])
     for a, arm in ((1, a1), (0, a0)):
         batch.add(f"n{a}", arm)
-        batch.add(f"kept{a}", times(arm, pw.keep))
-        batch.add(f"clipped{a}", times(arm, lit(1.0) - pw.free))
-        batch.add(f"near{a}", times(arm, pw.near_bounds(near_bound)))
+        pw.add_counts(batch, design.treatment, a, near_bound)
     return batch, [g, h]
 
 
@@ -134,7 +131,7 @@ class AIPW(PropensityEstimator):
 
     name = "aipw"
 
-    def fit(self, engine, design: Design) -> AIPW:
+    def fit(self, engine, design: ModelRoles) -> AIPW:
         self.check_design(design)
         check_options(self.bootstrap, self.ci_method, self.level)
         grams = outcome_gram_exprs(design)
@@ -164,19 +161,8 @@ class AIPW(PropensityEstimator):
         return self
 
     def _diagnostics(self, fit: LogisticFit, gamma: dict[int, np.ndarray], sums) -> dict:
-        count = {a: {k: sums.total(f"{k}{a}") for k in ("n", "kept", "clipped", "near")} for a in ARMS}
-        near = sum(c["near"] for c in count.values())
-        warns = overlap_warnings(near, fit.n, self.near_bound)
-        for w in warns:
-            warnings.warn(w, PropensityWarning, stacklevel=3)
+        counts = WeightingCounts.from_sums(self, np.array([sums.total(f"n{a}") for a in ARMS]), sums)
         return {
-            "propensity_coefficients": dict(zip(fit.names, map(float, fit.coef))),
-            "propensity_iterations": fit.n_iter,
+            **propensity_diagnostics(fit, fit.overlap, counts=counts),
             "outcome_coefficients": {ARM_NAMES[a]: dict(zip(fit.names, map(float, gamma[a]))) for a in ARMS},
-            "n_treated": int(count[1]["n"]), "n_control": int(count[0]["n"]),
-            "n_trimmed": {ARM_NAMES[a]: int(count[a]["n"] - count[a]["kept"]) for a in ARMS},
-            "n_clipped": {ARM_NAMES[a]: int(count[a]["clipped"]) for a in ARMS},
-            "n_near_bounds": int(near), "near_bound": self.near_bound,
-            "overlap": overlap_diagnostic(fit.overlap, "logistic"),
-            "trim": self.trim, "clip": self.clip, "warnings": warns,
         }

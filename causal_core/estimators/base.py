@@ -12,20 +12,32 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from causal_core.errors import EstimationError
+from causal_core.identification.admissible import kinds_admitting
 
+# The effects a study may target (treated and control populations, or all rows): the
+# spec's ``target`` field and every estimator's ``targets`` take their names from here.
 TARGETS = ("ate", "att", "atc")
 
 
 @dataclass(frozen=True)
-class Design:
-    """What an estimator needs to know about the prepared frame.
+class ModelRoles:
+    """What an estimator needs to know about the prepared frame: which columns play which
+    role in the fit, and what the fit estimates (not the study's ``design``, which says
+    whether it is an experiment).
 
     All names are numeric columns of the engine's frame. ``treatment`` is coded 0/1 for
     binary estimators (1 = treated). ``covariates`` are the model terms of the
     adjustment set after ``encode`` (one-hot columns, polynomial terms...).
-    ``variables`` and ``expression`` serve ``id_plugin``: the discrete observed
-    variables and the estimand expression (a ``causal_core.expression.Expression``).
+    ``variables`` and ``expression`` serve estimators that fit on the raw discrete
+    variables (``uses_raw_variables``): those variables and the estimand expression (a
+    ``causal_core.formulas.formula.Formula``).
     ``labels`` maps frame columns to the names users wrote, so errors name those.
+
+    ``strategy`` names the plan's strategy the fit serves (``backdoor.optimal``) and
+    ``kind`` its kind (``backdoor``; by default the strategy's own name, as in a design
+    built by hand), which decides whether the estimator admits it. ``contrast`` is the
+    study's text for the compared treatment values and ``segment`` the slice of rows:
+    the result carries them as given (an empty ``contrast`` lets the estimator name it).
     """
 
     treatment: str
@@ -35,6 +47,7 @@ class Design:
     mediators: tuple[str, ...] = ()
     target: str = "ate"
     strategy: str = "backdoor"
+    kind: str = ""
     metric: str = ""
     clustered: bool = False
     variables: tuple[str, ...] = ()
@@ -42,6 +55,8 @@ class Design:
     treated_value: Any = 1
     control_value: Any = 0
     labels: tuple[tuple[str, str], ...] = ()
+    contrast: str = ""
+    segment: str = "all"
 
     def label(self, name: str) -> str:
         """The user's name for a frame column (``__x0`` -> ``age``), for error messages."""
@@ -52,6 +67,8 @@ class Design:
             raise EstimationError(f"target {self.target!r} is unknown; expected one of {TARGETS}")
         if not self.metric:
             object.__setattr__(self, "metric", self.outcome)
+        if not self.kind:
+            object.__setattr__(self, "kind", self.strategy)
         overlap = set(self.covariates) & {self.treatment, self.outcome}
         if overlap:
             raise EstimationError(f"covariates must not include the treatment or outcome: {sorted(overlap)}")
@@ -69,21 +86,34 @@ class BootstrapOptions:
 
 
 class Estimator:
-    """Base class. Subclasses set the class attributes and implement :meth:`fit`."""
+    """Base class. Subclasses set the class attributes and implement :meth:`fit`.
+
+    ``binary_treatment``: the estimator needs a treatment coded 0/1. ``uses_raw_variables``:
+    it fits on the graph's discrete variables as stored (string ones level-coded), not on
+    the encoded model terms, so its design names the raw treatment and outcome columns.
+    Which strategy kinds an estimator admits is not a class attribute: the one table in
+    :mod:`causal_core.identification.admissible` says it (:meth:`admitted_kinds`).
+    """
 
     name: ClassVar[str] = ""
-    strategies: ClassVar[frozenset[str]] = frozenset()
     targets: ClassVar[frozenset[str]] = frozenset({"ate"})
     binary_treatment: ClassVar[bool] = False
+    uses_raw_variables: ClassVar[bool] = False
 
-    def fit(self, engine, design: Design) -> Estimator:  # pragma: no cover - abstract
+    def fit(self, engine, design: ModelRoles) -> Estimator:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def check_design(self, design: Design) -> None:
-        if design.strategy not in self.strategies:
+    @classmethod
+    def admitted_kinds(cls) -> frozenset[str]:
+        """The strategy kinds this estimator may run on (from the admissibility table)."""
+        return kinds_admitting(cls.name)
+
+    def check_design(self, design: ModelRoles) -> None:
+        kinds = self.admitted_kinds()
+        if design.kind not in kinds:
             raise EstimationError(
-                f"estimator {self.name!r} does not support the {design.strategy!r} strategy "
-                f"(it supports {sorted(self.strategies)})")
+                f"estimator {self.name!r} does not support the {design.kind!r} strategy "
+                f"(it supports {sorted(kinds)})")
         if design.target not in self.targets:
             raise EstimationError(
                 f"estimator {self.name!r} does not estimate the {design.target.upper()} "
@@ -99,6 +129,11 @@ def register(cls: type[Estimator]) -> type[Estimator]:
         raise TypeError(f"{cls.__name__} has no name")
     if cls.name in ESTIMATORS and ESTIMATORS[cls.name] is not cls:
         raise TypeError(f"estimator name {cls.name!r} is registered twice")
+    declared = getattr(cls, "strategies", None)
+    if declared is not None and frozenset(declared) != cls.admitted_kinds():
+        # The table is the one home of admissibility; a class attribute may only repeat it.
+        raise TypeError(f"estimator {cls.name!r} declares strategies {sorted(declared)}, but the admissibility "
+                        f"table (causal_core.identification.admissible) admits it for {sorted(cls.admitted_kinds())}")
     ESTIMATORS[cls.name] = cls
     return cls
 

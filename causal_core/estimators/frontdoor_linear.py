@@ -18,19 +18,19 @@ from __future__ import annotations
 import numpy as np
 
 from causal_core.errors import EstimationError
-from causal_core.estimators.base import BootstrapOptions, Design, Estimator, register
+from causal_core.estimators.base import BootstrapOptions, ModelRoles, Estimator, register
 from causal_core.estimators.inference import bootstrap_replicates, check_options, coefficient_row, summarize
 from causal_core.estimators.linear import (
     batched_solve, check_regressors, column_gram, n_clusters, sandwich, score_meat, small_sample_factor,
-    unpack_gram,
 )
+from causal_core.estimators.moment_batch import unpack_symmetric
 from causal_core.moments.expr import linear
 
 
 class _Index:
     """Positions in the Gram of ``(1, d, w_1..w_p, m_1..m_M, y)``."""
 
-    def __init__(self, design: Design) -> None:
+    def __init__(self, design: ModelRoles) -> None:
         p, k = len(design.covariates), len(design.mediators)
         self.columns = [design.treatment, *design.covariates, *design.mediators, design.outcome]
         w = list(range(2, 2 + p))
@@ -57,7 +57,6 @@ class FrontdoorLinear(Estimator):
     """Two-stage linear front-door estimator; see the module docstring."""
 
     name = "frontdoor"
-    strategies = frozenset({"frontdoor"})
     targets = frozenset({"ate"})
     binary_treatment = False
 
@@ -67,7 +66,7 @@ class FrontdoorLinear(Estimator):
         self.level = level
         self.ci_method = ci_method
 
-    def fit(self, engine, design: Design) -> FrontdoorLinear:
+    def fit(self, engine, design: ModelRoles) -> FrontdoorLinear:
         self.check_design(design)
         check_options(self.bootstrap, self.ci_method, self.level)
         if not design.mediators:
@@ -85,7 +84,7 @@ class FrontdoorLinear(Estimator):
         k = len(design.mediators)
 
         def statistic(totals: np.ndarray) -> np.ndarray:
-            return product_effect(*stage_coefficients(unpack_gram(totals, len(gp.terms)), ix), k)
+            return product_effect(*stage_coefficients(unpack_symmetric(totals, len(gp.terms)), ix), k)
 
         alpha, beta = stage_coefficients(g[None], ix)
         estimate = float(product_effect(alpha, beta, k)[0])
@@ -97,7 +96,7 @@ class FrontdoorLinear(Estimator):
                                  level=self.level, diagnostics=diagnostics)
         return self
 
-    def _delta_method(self, engine, design: Design, gp, ix: _Index, g: np.ndarray, alpha: np.ndarray,
+    def _delta_method(self, engine, design: ModelRoles, gp, ix: _Index, g: np.ndarray, alpha: np.ndarray,
                       beta: np.ndarray) -> tuple[float, dict]:
         """``L (sum s s') L'`` with s the stacked scores and L the effect's gradient
         through each fit's bread (see module docstring)."""

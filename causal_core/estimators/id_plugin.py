@@ -36,22 +36,22 @@ import numpy as np
 import pandas as pd
 
 from causal_core.errors import EstimationError
-from causal_core.estimators.base import BootstrapOptions, Design, Estimator, register
+from causal_core.estimators.base import BootstrapOptions, ModelRoles, Estimator, register
 from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
 from causal_core.estimators.linear import score_meat
 from causal_core.estimators.moment_batch import MomentBatch
-from causal_core.expression import Expression
-from causal_core.expression_eval import evaluate_batch, joint_tensor
+from causal_core.formulas.formula import Formula
+from causal_core.formulas.evaluate import evaluate_batch, joint_tensor
 from causal_core.moments.expr import Expr, col, lit
 
 FD_STEP = 1e-7
 
 
-def needed_variables(design: Design) -> tuple[str, ...]:
+def needed_variables(design: ModelRoles) -> tuple[str, ...]:
     """Frame columns of the joint: ``design.variables``; else the variables the expression
     mentions (mapped back from user names through ``design.labels``); else treatment,
     outcome, covariates and mediators."""
-    expr = getattr(design.expression, "expression", design.expression)  # an Estimand or its Expression
+    expr = getattr(design.expression, "expression", design.expression)  # an Estimand or its Formula
     if design.variables:
         cols = design.variables
     elif hasattr(expr, "mentioned_variables"):
@@ -71,7 +71,7 @@ def level_labels(engine, variables: Sequence[str]) -> dict[str, tuple[str, ...]]
     return {v: tuple(labels) for v, labels in found.items() if labels is not None}
 
 
-def _coded_levels(design: Design, variable: str, labels: tuple[str, ...], given: Sequence | None,
+def _coded_levels(design: ModelRoles, variable: str, labels: tuple[str, ...], given: Sequence | None,
                   max_levels: int) -> tuple[float, ...]:
     """The codes of a coded variable: all of them, or those of the ``given`` values."""
     if len(labels) > max_levels:
@@ -87,7 +87,7 @@ def _coded_levels(design: Design, variable: str, labels: tuple[str, ...], given:
     return tuple(sorted(code[str(g)] for g in given))
 
 
-def resolve_levels(engine, design: Design, variables: Sequence[str], given: Mapping[str, Sequence] | None,
+def resolve_levels(engine, design: ModelRoles, variables: Sequence[str], given: Mapping[str, Sequence] | None,
                    max_levels: int, labels: Mapping[str, tuple[str, ...]] | None = None) -> dict[str, tuple]:
     """Levels per variable: codes of a coded variable (``labels``), given, from the engine,
     or discovered as integer codes."""
@@ -111,7 +111,7 @@ def resolve_levels(engine, design: Design, variables: Sequence[str], given: Mapp
     return {v: out[v] for v in variables}
 
 
-def _probe_integer_levels(engine, design: Design, variables: Sequence[str], max_levels: int) -> dict[str, tuple]:
+def _probe_integer_levels(engine, design: ModelRoles, variables: Sequence[str], max_levels: int) -> dict[str, tuple]:
     batch = MomentBatch()
     batch.add("n", lit(1.0))
     for v in variables:
@@ -146,7 +146,7 @@ class Contrast:
     ``labels`` (variable -> values behind its codes) turns the treatment values into
     codes and names the codes in :meth:`show` and :meth:`with_labels`."""
 
-    def __init__(self, design: Design, variables: Sequence[str], cells: Sequence[tuple],
+    def __init__(self, design: ModelRoles, variables: Sequence[str], cells: Sequence[tuple],
                  outcome_level: float | None, labels: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.expression = design.expression
         self.names = [design.label(v) for v in variables]
@@ -201,9 +201,9 @@ class Contrast:
         """Where each cell lands in the joint tensor over the expression's variables, and
         the contrast weights on the flattened free cells (computed once)."""
         if not hasattr(self, "_layout"):
-            expr = self.expression if isinstance(self.expression, Expression) else \
+            expr = self.expression if isinstance(self.expression, Formula) else \
                 getattr(self.expression, "expression", None)
-            if not isinstance(expr, Expression) or not {self.x, self.y} <= set(expr.free_variables()):
+            if not isinstance(expr, Formula) or not {self.x, self.y} <= set(expr.free_variables()):
                 self._layout = None  # (an estimand that broadcasts a dropped treatment: row by row)
                 return self._layout
             names = tuple(sorted(expr.mentioned_variables()))
@@ -260,9 +260,9 @@ class IdPlugin(Estimator):
     """
 
     name = "id_plugin"
-    strategies = frozenset({"backdoor", "frontdoor", "id"})
     targets = frozenset({"ate"})
     binary_treatment = False
+    uses_raw_variables = True
 
     def __init__(self, *, levels: Mapping[str, Sequence[Any]] | None = None, outcome_level: float | None = None,
                  max_levels: int = 50, max_cells: int = 4096,
@@ -276,7 +276,7 @@ class IdPlugin(Estimator):
         self.level = level
         self.ci_method = ci_method
 
-    def fit(self, engine, design: Design) -> IdPlugin:
+    def fit(self, engine, design: ModelRoles) -> IdPlugin:
         self.check_design(design)
         check_options(self.bootstrap, self.ci_method, self.level)
         if design.expression is None or not hasattr(design.expression, "evaluate"):
@@ -324,7 +324,7 @@ class IdPlugin(Estimator):
         return self
 
     @staticmethod
-    def _delta_se(engine, design: Design, exprs: Sequence[Expr], p: np.ndarray, grad: np.ndarray, n: float) -> float:
+    def _delta_se(engine, design: ModelRoles, exprs: Sequence[Expr], p: np.ndarray, grad: np.ndarray, n: float) -> float:
         centred = grad - float(p @ grad)
         if design.clustered:
             psi = balanced_sum([lit(float(centred[c] / n)) * exprs[c] for c in np.flatnonzero(p > 0)])

@@ -24,15 +24,12 @@ from typing import Any
 import numpy as np
 
 from causal_core.errors import EstimationError
-from causal_core.estimators.base import BootstrapOptions, Design
+from causal_core.estimators.base import BootstrapOptions, ModelRoles
+from causal_core.estimators.results import CI_METHODS, EstimateResult
 from causal_core.moments.bootstrap import (
-    WEIGHT_KINDS, bootstrap_se, bucket_weights, normal_interval, percentile_interval, two_sided_p,
+    BOOTSTRAP_KINDS, ROW_POISSON, bootstrap_se, bucket_weights, normal_interval, percentile_interval, two_sided_p,
 )
 from causal_core.moments.expr import Expr
-from causal_core.results import CI_METHODS, EstimateResult
-
-ROW_POISSON = "row-poisson"
-BOOTSTRAP_KINDS = (*WEIGHT_KINDS, ROW_POISSON)
 
 
 def check_options(bootstrap: BootstrapOptions, ci_method: str | None, level: float | None) -> None:
@@ -76,7 +73,7 @@ def bootstrap_replicates(engine, exprs: Sequence[Expr], moments: np.ndarray,
         return np.asarray(statistic(totals), dtype=float)
 
 
-def summarize(estimator: str, design: Design, *, estimate: float, analytic_se: float, n: int,
+def summarize(estimator: str, design: ModelRoles, *, estimate: float, analytic_se: float, n: int,
               replicates: np.ndarray, bootstrap: BootstrapOptions, ci_method: str | None,
               level: float | None, diagnostics: Mapping[str, Any], contrast: str | None = None) -> EstimateResult:
     """The :class:`EstimateResult`: interval by ``ci_method``, both standard errors kept."""
@@ -88,9 +85,11 @@ def summarize(estimator: str, design: Design, *, estimate: float, analytic_se: f
     diag.update(analytic_se=float(analytic_se), bootstrap_se=boot_se, bootstrap_replicates=int(len(replicates)),
                 bootstrap_failed=int(len(replicates) - len(finite)),
                 bootstrap_kind=bootstrap.kind if len(replicates) else None)
+    # Every result carries its list of warnings (empty when there are none), so readers —
+    # the study's comparison, the report, the estimator contract — need not test for the key.
+    warns = diag.setdefault("warnings", [])
     if len(replicates) and len(finite) < 0.9 * len(replicates):
-        diag.setdefault("warnings", []).append(
-            f"{len(replicates) - len(finite)} of {len(replicates)} bootstrap replicates were degenerate")
+        warns.append(f"{len(replicates) - len(finite)} of {len(replicates)} bootstrap replicates were degenerate")
     if method == "analytic":
         se = float(analytic_se)
         lo, hi = normal_interval(estimate, se, lvl)
@@ -100,9 +99,13 @@ def summarize(estimator: str, design: Design, *, estimate: float, analytic_se: f
     else:
         se = boot_se
         lo, hi = percentile_interval(replicates, lvl)
-    extra = {"contrast": contrast} if contrast else {}
+    # The study's text for the contrast (design.contrast) names it alike for every estimator;
+    # the estimator's own words serve a design built without one.
+    text = design.contrast or contrast
+    extra = {"contrast": text} if text else {}
     return EstimateResult(
         estimator=estimator, strategy=design.strategy, metric=design.metric, target=design.target,
+        segment=design.segment,
         estimate=float(estimate), se=se, ci_low=lo, ci_high=hi, ci_method=method,
         p_value=two_sided_p(estimate, se), n=int(n), level=lvl, diagnostics=diag,
         replicates=tuple(float(r) for r in replicates), **extra)

@@ -31,24 +31,24 @@ sums per bucket.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
-from causal_core.estimators.base import Design, register
+from causal_core.estimators.base import ModelRoles, register
 from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
-from causal_core.estimators.linear import score_meat, unpack_gram
-from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
+from causal_core.estimators.linear import score_meat
+from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times, unpack_symmetric
 from causal_core.estimators.propensity import LogisticFit, fit_logistic_with
 from causal_core.estimators.score_quantiles import (
-    ARM_NAMES, ARMS, COARSE_PROBS, OVERLAP_PROBS, ArmOverlap, arm_eta_extremes, coarse_cdf,
+    ARMS, COARSE_PROBS, OVERLAP_PROBS, ArmOverlap, arm_eta_extremes, coarse_cdf,
 )
-from causal_core.estimators.weighting import (PropensityEstimator, PropensityWarning, PropensityWeights, kish_ess,
-                                              overlap_diagnostic, overlap_warnings, standardized_differences)
-from causal_core.moments.expr import Expr, col, linear, lit, sigmoid
+from causal_core.estimators.weighting import (
+    PropensityEstimator, PropensityWeights, WeightingCounts, kish_ess, propensity_diagnostics,
+    standardized_differences,
+)
+from causal_core.moments.expr import Expr, col, linear, sigmoid
 
 
-def _base_exprs(design: Design, pw: PropensityWeights) -> tuple[list[Expr], Expr]:
+def _base_exprs(design: ModelRoles, pw: PropensityWeights) -> tuple[list[Expr], Expr]:
     """The totals T (4) and the score residual ``d - e``: the per-row base vector of the
     sandwich meat is ``c = (T, (d - e) x)``."""
     y = col(design.outcome)
@@ -65,7 +65,7 @@ def _along(t: list[Expr], resid: Expr, terms, coefs: np.ndarray) -> Expr:
     return linear(coefs[:k], t) + resid * linear(coefs[k:], list(terms))
 
 
-def _main_batch(design: Design, fit: LogisticFit, pw: PropensityWeights, near_bound: float) -> MomentBatch:
+def _main_batch(design: ModelRoles, fit: LogisticFit, pw: PropensityWeights, near_bound: float) -> MomentBatch:
     """Everything the estimate, the SE, the bootstrap and the diagnostics need: one pass."""
     y = col(design.outcome)
     t, _ = _base_exprs(design, pw)
@@ -82,9 +82,7 @@ def _main_batch(design: Design, fit: LogisticFit, pw: PropensityWeights, near_bo
         aw = times(times(arm, pw.keep), pw.weight(a))
         batch.add(f"w2{a}", times(aw, pw.weight(a)))
         batch.add(f"wsx{a}", [times(aw, x) for x in covs])
-        batch.add(f"kept{a}", times(arm, pw.keep))
-        batch.add(f"clipped{a}", times(arm, lit(1.0) - pw.free))
-        batch.add(f"near{a}", times(arm, pw.near_bounds(near_bound)))
+        pw.add_counts(batch, design.treatment, a, near_bound)
         batch.add(f"cdf{a}", coarse_cdf(pw.eta, arm))
     return batch
 
@@ -132,7 +130,7 @@ def arm_moments(fit: LogisticFit) -> dict[int, tuple[float, np.ndarray, np.ndarr
     out = {}
     for a in ARMS:
         m = round((np.sqrt(8 * len(fit.arm_gram(a)) + 1) - 1) / 2)
-        g = unpack_gram(fit.arm_gram(a), m)
+        g = unpack_symmetric(fit.arm_gram(a), m)
         out[a] = (float(g[0, 0]), g[0, 1:fit.p], np.diag(g)[1:fit.p])
     return out
 
@@ -155,10 +153,11 @@ def _histogram(sums: BucketMoments, n_arm: dict[int, float]) -> dict:
     return out
 
 
-def weighting_diagnostics(design: Design, fit: LogisticFit, sums: BucketMoments, near_bound: float,
+def weighting_diagnostics(design: ModelRoles, fit: LogisticFit, sums: BucketMoments, options: PropensityEstimator,
                           low: np.ndarray, high: np.ndarray) -> dict:
-    """ESS, trimmed/clipped counts, balance, overlap and warnings from the main pass's
-    totals and extremes (:func:`arm_eta_extremes`)."""
+    """The propensity model, its overlap, counts and warnings (:func:`propensity_diagnostics`),
+    with ipw's own ESS, histogram and balance, from the main pass's totals and extremes
+    (:func:`arm_eta_extremes`)."""
     tot = lambda name: np.array([np.atleast_1d(sums.total_vector(f"{name}{a}")) for a in ARMS])  # noqa: E731
     arms = arm_moments(fit)
     n_arm = {a: arms[a][0] for a in ARMS}
@@ -167,25 +166,17 @@ def weighting_diagnostics(design: Design, fit: LogisticFit, sums: BucketMoments,
     wn = np.array([sums.total_vector("t")[0], sums.total_vector("t")[2]])
     before, after = standardized_differences(n, sx, sxx, wn, tot("wsx"))
     w2 = tot("w2")[:, 0]
-    kept, clipped, near = tot("kept")[:, 0], tot("clipped")[:, 0], tot("near")[:, 0]
     max_after = float(np.max(np.abs(after))) if len(after) else 0.0
-    warns = overlap_warnings(float(near.sum()), float(n.sum()), near_bound, max_after)
-    for w in warns:
-        warnings.warn(w, PropensityWarning, stacklevel=3)
     overlap = _arm_overlap(sums, n_arm, low, high)
     return {
-        "propensity_coefficients": dict(zip(fit.names, map(float, fit.coef))),
-        "propensity_iterations": fit.n_iter,
-        "n_treated": int(n[0]), "n_control": int(n[1]),
+        **propensity_diagnostics(fit, overlap, counts=WeightingCounts.from_sums(options, n, sums),
+                                 max_smd_after=max_after),
         "effective_sample_size": {"treated": kish_ess(wn[0], w2[0]), "control": kish_ess(wn[1], w2[1])},
         "propensity_range": overlap.propensity_range(),
         "propensity_histogram": _histogram(sums, n_arm),
-        "n_trimmed": {"treated": int(n[0] - kept[0]), "control": int(n[1] - kept[1])},
-        "n_clipped": {"treated": int(clipped[0]), "control": int(clipped[1])},
-        "n_near_bounds": int(near.sum()), "near_bound": near_bound,
         "smd_before": dict(zip(map(design.label, design.covariates), map(float, before))),
         "smd_after": dict(zip(map(design.label, design.covariates), map(float, after))),
-        "max_abs_smd_after": max_after, "overlap": overlap_diagnostic(overlap, "logistic"), "warnings": warns,
+        "max_abs_smd_after": max_after,
     }
 
 
@@ -204,7 +195,7 @@ class IPW(PropensityEstimator):
 
     name = "ipw"
 
-    def fit(self, engine, design: Design) -> IPW:
+    def fit(self, engine, design: ModelRoles) -> IPW:
         self.check_design(design)
         check_options(self.bootstrap, self.ci_method, self.level)
 
@@ -234,8 +225,8 @@ class IPW(PropensityEstimator):
             psi2 = per_bucket[:, 4].sum()
         se = float(np.sqrt(max(psi2, 0.0)))
         reps = bootstrap_replicates(engine, moved, per_bucket[:, :4], _hajek_effect, self.bootstrap)
-        diag = weighting_diagnostics(design, fit, sums, self.near_bound, low, high)
-        diag.update(trim=self.trim, clip=self.clip, weights="hajek")
+        diag = weighting_diagnostics(design, fit, sums, self, low, high)
+        diag["weights"] = "hajek"
         self.propensity_ = fit
         self.result_ = summarize(self.name, design, estimate=estimate, analytic_se=se,
                                  n=int(round(sum(sums.total(f"kept{a}") for a in ARMS))), replicates=reps,

@@ -20,12 +20,12 @@ from __future__ import annotations
 import numpy as np
 
 from causal_core.errors import EstimationError
-from causal_core.estimators.base import BootstrapOptions, Design, Estimator, register
+from causal_core.estimators.base import BootstrapOptions, ModelRoles, Estimator, register
 from causal_core.estimators.inference import bootstrap_replicates, check_options, coefficient_row, summarize
 from causal_core.estimators.linear import (
-    batched_solve, check_regressors, column_gram, n_clusters, sandwich, score_meat,
-    small_sample_factor, unpack_gram,
+    batched_solve, check_regressors, column_gram, n_clusters, sandwich, score_meat, small_sample_factor,
 )
+from causal_core.estimators.moment_batch import unpack_symmetric
 from causal_core.moments.expr import linear
 
 COV_TYPES = ("HC1", "nonrobust")
@@ -35,7 +35,7 @@ WEAK_F = 10.0
 class _Index:
     """Positions in the Gram of ``(1, d, w_1..w_p, z_1..z_r, y)``."""
 
-    def __init__(self, design: Design) -> None:
+    def __init__(self, design: ModelRoles) -> None:
         p, r = len(design.covariates), len(design.instruments)
         self.columns = [design.treatment, *design.covariates, *design.instruments, design.outcome]
         w = list(range(2, 2 + p))
@@ -73,7 +73,6 @@ class IV(Estimator):
     """2SLS / Wald; see the module docstring."""
 
     name = "iv"
-    strategies = frozenset({"iv"})
     targets = frozenset({"ate", "late"})
     binary_treatment = False
 
@@ -84,7 +83,7 @@ class IV(Estimator):
         self.level = level
         self.ci_method = ci_method
 
-    def _check(self, design: Design) -> None:
+    def _check(self, design: ModelRoles) -> None:
         self.check_design(design)
         check_options(self.bootstrap, self.ci_method, self.level)
         if self.cov_type not in COV_TYPES:
@@ -98,7 +97,7 @@ class IV(Estimator):
             raise EstimationError(f"iv: instruments {sorted(map(design.label, overlap))} are also the treatment, "
                                   "outcome or a covariate")
 
-    def fit(self, engine, design: Design) -> IV:
+    def fit(self, engine, design: ModelRoles) -> IV:
         self._check(design)
         ix = _Index(design)
         gp = column_gram(engine, ix.columns)
@@ -116,7 +115,7 @@ class IV(Estimator):
                                   f"treatment {lab(design.treatment)!r} beyond the covariates (first-stage F = 0)")
 
         def statistic(totals: np.ndarray) -> np.ndarray:
-            return two_sls(unpack_gram(totals, len(gp.terms)), ix)[0][:, 1]
+            return two_sls(unpack_symmetric(totals, len(gp.terms)), ix)[0][:, 1]
 
         beta, pi = two_sls(g[None], ix)
         diagnostics, se, m_vv = self._analytic(engine, design, gp, ix, g, beta[0], pi[0])
@@ -128,7 +127,7 @@ class IV(Estimator):
                                  ci_method=self.ci_method, level=self.level, diagnostics=diagnostics)
         return self
 
-    def _analytic(self, engine, design: Design, gp, ix: _Index, g: np.ndarray, beta: np.ndarray,
+    def _analytic(self, engine, design: ModelRoles, gp, ix: _Index, g: np.ndarray, beta: np.ndarray,
                   pi: np.ndarray) -> tuple[dict, float, np.ndarray]:
         """Second pass: the structural and first-stage score meats in one; the effect's
         SE, and the first-stage meat for the robust F."""
@@ -154,7 +153,7 @@ class IV(Estimator):
             diagnostics["n_clusters"] = n_clusters(engine)
         return diagnostics, float(np.sqrt(v_beta[1, 1])), m_vv
 
-    def _first_stage(self, engine, design: Design, ix: _Index, g: np.ndarray, fs: np.ndarray, f_plain: float,
+    def _first_stage(self, engine, design: ModelRoles, ix: _Index, g: np.ndarray, fs: np.ndarray, f_plain: float,
                      m_vv: np.ndarray) -> dict:
         """The first-stage F: nonrobust (:func:`partial_f`) and the robust Wald statistic
         over r (Wooldridge 2010, §4.2.3), with a weak-instrument warning."""

@@ -8,13 +8,12 @@ systems for all replicates at once (Goldberger 1991, *A Course in Econometrics*,
 least squares from second moments). Variances are sandwiches whose "meat" is a second
 pass over the rows with the fitted coefficients as literals.
 
+The Gram's moment expressions and their unpacking are
+:func:`~causal_core.estimators.moment_batch.gram_exprs` and
+:func:`~causal_core.estimators.moment_batch.unpack_symmetric`.
+
 API
 ---
-``gram_exprs(terms)``
-    the upper-triangle row products ``terms[i] * terms[j]`` (row-major, i <= j): the
-    pass-1 moment expressions; their totals unpack with ``unpack_gram``.
-``unpack_gram(flat, m)``
-    ``(..., m(m+1)/2)`` totals -> symmetric ``(..., m, m)`` (vectorised over replicates).
 ``batched_solve(a, b)``
     ``a x = b`` over leading replicate axes; replicates whose system is singular come back
     as NaN instead of failing the whole batch.
@@ -47,12 +46,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 from causal_core.errors import EstimationError
-from causal_core.moments.engine import triu_pairs
+from causal_core.estimators.moment_batch import gram_exprs, unpack_symmetric
 from causal_core.moments.expr import Expr, Lit, col
 
 # A column whose variance is below this fraction of its raw second moment is constant up
@@ -63,29 +61,6 @@ COLLINEAR_TOL = 1e-9
 # Recentre when some column's mean^2 / variance exceeds this: centring raw sums would
 # lose log10(ratio) digits, which the regression's conditioning then multiplies.
 RECENTRE_RATIO = 1e3
-
-
-def gram_exprs(terms: Sequence[Expr]) -> list[Expr]:
-    """The row products ``terms[i] * terms[j]``, i <= j, in :func:`triu_pairs` order."""
-    return [terms[i] * terms[j] for i, j in triu_pairs(len(terms))]
-
-
-@lru_cache(maxsize=64)
-def _triu_index(m: int) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = np.triu_indices(m)  # row-major, the order of triu_pairs
-    return rows, cols
-
-
-def unpack_gram(flat: np.ndarray, m: int) -> np.ndarray:
-    """Symmetric ``(..., m, m)`` matrices from upper-triangle totals ``(..., m(m+1)/2)``."""
-    rows, cols = _triu_index(m)
-    flat = np.asarray(flat, dtype=np.float64)
-    if flat.shape[-1] != len(rows):
-        raise ValueError(f"expected {len(rows)} upper-triangle entries for m={m}, got {flat.shape[-1]}")
-    out = np.empty(flat.shape[:-1] + (m, m))
-    out[..., rows, cols] = flat
-    out[..., cols, rows] = flat
-    return out
 
 
 def batched_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -314,7 +289,7 @@ class GramPass:
     shift: tuple[tuple[str, float], ...]
 
     def gram(self) -> np.ndarray:
-        return unpack_gram(self.moments.sum(axis=0), len(self.terms))
+        return unpack_symmetric(self.moments.sum(axis=0), len(self.terms))
 
 
 def column_gram(engine, columns: Sequence[str]) -> GramPass:
@@ -374,7 +349,7 @@ def score_meat(engine, scores: Sequence[Expr], *, clustered: bool) -> np.ndarray
     products; clustered it is the engine's ``cluster_cross_sums``."""
     r = len(scores)
     flat = engine.cluster_cross_sums(scores).sum(axis=0) if clustered else engine.totals(gram_exprs(scores)).sums
-    return unpack_gram(flat, r)
+    return unpack_symmetric(flat, r)
 
 
 def score_squares(engine, scores: Sequence[Expr], *, clustered: bool) -> np.ndarray:

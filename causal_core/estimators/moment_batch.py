@@ -1,9 +1,16 @@
-"""Named moment columns for one engine pass.
+"""Named moment columns for one engine pass, and the cross products that fill them.
 
 Estimators ask for many per-bucket sums in a single ``engine.bucket_sums`` call (a pass
-over the data, DESIGN.md "The engine"), or for many totals in one ``engine.totals`` call. :class:`MomentBatch` collects the expressions
-under names, runs the pass, and hands back a :class:`BucketMoments` whose blocks are read
-by name, so the estimator code says ``m.total("t1")`` instead of tracking column offsets.
+over the data, DESIGN.md "The engine"), or for many totals in one ``engine.totals`` call.
+:class:`MomentBatch` collects the expressions under names, runs the pass, and hands back a
+:class:`BucketMoments` whose blocks are read by name, so the estimator code says
+``m.total("t1")`` instead of tracking column offsets.
+
+Second moments — a Gram matrix ``sum_i v_i v_i'``, a propensity information, a sandwich
+meat — are summed as the upper triangle of the row products (:func:`gram_exprs`, in the
+row-major order of :func:`~causal_core.moments.engine.triu_pairs` that the engines'
+``cluster_cross_sums`` use too) and rebuilt by :func:`unpack_symmetric`: a symmetric matrix
+has m(m+1)/2 distinct entries, not m^2.
 """
 
 from __future__ import annotations
@@ -12,17 +19,24 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from causal_core.moments.engine import unpack_symmetric
+from causal_core.moments.engine import triu_pairs, unpack_symmetric
 from causal_core.moments.expr import Expr, Lit
 
 
 def times(a: Expr, b: Expr) -> Expr:
-    """``a * b`` that drops multiplications by the literal 1 (keeps expressions small)."""
+    """``a * b`` that drops multiplications by the literal 1 (keeps expressions small;
+    ``x * 1.0`` is ``x`` exactly, so no sum changes)."""
     if isinstance(a, Lit) and a.value == 1.0:
         return b
     if isinstance(b, Lit) and b.value == 1.0:
         return a
     return a * b
+
+
+def gram_exprs(terms: Sequence[Expr]) -> list[Expr]:
+    """The row products ``terms[i] * terms[j]``, i <= j, in :func:`triu_pairs` order: the
+    moment expressions of a Gram matrix, whose totals :func:`unpack_symmetric` rebuilds."""
+    return [times(terms[i], terms[j]) for i, j in triu_pairs(len(terms))]
 
 
 class MomentBatch:
@@ -42,9 +56,8 @@ class MomentBatch:
         self._blocks[name] = slice(start, start + len(block))
 
     def add_products(self, name: str, exprs: Sequence[Expr]) -> None:
-        """The upper triangle (row-major, i <= j) of the cross products of ``exprs``."""
-        m = len(exprs)
-        self.add(name, [times(exprs[i], exprs[j]) for i in range(m) for j in range(i, m)])
+        """The upper triangle of the cross products of ``exprs`` (:func:`gram_exprs`)."""
+        self.add(name, gram_exprs(exprs))
 
     def exprs(self, name: str | None = None) -> list[Expr]:
         """The expressions of block ``name``, or all of them in column order."""

@@ -45,154 +45,32 @@ extrapolation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
 from causal_core.errors import EstimationError
-from causal_core.estimators.base import BootstrapOptions, Design, Estimator, register
+from causal_core.estimators.base import BootstrapOptions, ModelRoles, Estimator, register
+from causal_core.estimators.discriminant import DiscriminantScore
 from causal_core.estimators.inference import bootstrap_replicates, check_options, coefficient_row, summarize
 from causal_core.estimators.linear import (
-    CONSTANT_TOL, arm_gram_sums, batched_solve, check_arm_regressors, check_regressors, cluster_factor, gram_exprs,
-    n_clusters, positivity_message, recentring_shift, score_meat, score_squares, small_sample_factor, support_gaps,
-    unpack_gram,
+    CONSTANT_TOL, check_arm_regressors, check_regressors, cluster_factor, n_clusters, positivity_message,
+    recentring_shift, score_meat, score_squares, small_sample_factor, support_gaps,
 )
-from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
+from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times, unpack_symmetric
+from causal_core.estimators.ols_gram import Layout, arm_grams, effect_statistic, grouped_pass, target_means
 from causal_core.estimators.score_quantiles import overlap_batch
-from causal_core.estimators.weighting import (
-    DiscriminantScore, extrapolation_warnings, issue_warnings, overlap_diagnostic,
-)
+from causal_core.estimators.weighting import extrapolation_warnings, issue_warnings, overlap_diagnostic
 from causal_core.moments.expr import Expr, Lit, col, linear
 
 COV_TYPES = ("HC1", "nonrobust", "buckets")
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """Pass-1 variables ``(1, d, x_1..x_p, [d:x_1..d:x_p], y)`` and which enter the fit.
-
-    ``shift`` subtracts constants from columns (never from a binary treatment): the
-    slopes, the effect and the residuals are unchanged, the moments better conditioned.
-    """
-
-    design: Design
-    interactions: bool  # d:x columns are in the moments and the model
-    shift: tuple[tuple[str, float], ...] = ()
-
-    @property
-    def p(self) -> int:
-        return len(self.design.covariates)
-
-    def term(self, name: str) -> Expr:
-        c = dict(self.shift).get(name)
-        return col(name) if c is None else col(name) - Lit(c)
-
-    @property
-    def variables(self) -> list[Expr]:
-        d, xs = self.term(self.design.treatment), [self.term(x) for x in self.design.covariates]
-        inter = [d * x for x in xs] if self.interactions else []
-        return [Lit(1.0), d, *xs, *inter, self.term(self.design.outcome)]
-
-    @property
-    def regressors(self) -> np.ndarray:
-        k = 2 + self.p
-        return np.arange(k + self.p) if self.interactions else np.arange(k)
-
-    @property
-    def y(self) -> int:
-        return len(self.variables) - 1
-
-    def names(self) -> list[str]:
-        lab = self.design.label
-        d = lab(self.design.treatment)
-        xs = [lab(x) for x in self.design.covariates]
-        return (["const", d, *xs] + [f"{d}:{x}" for x in xs])[: len(self.regressors)]
-
-    def form(self, a: np.ndarray) -> Expr:
-        """``a' (regressors)`` written with the treatment factored out of the interactions,
-        ``(a_0 + a_d d + a_x' x) + d (a_dx' x)`` as ``L0 + d L1``: each covariate appears
-        twice instead of in every term, so the row expression is a third of the size."""
-        xs = [self.term(x) for x in self.design.covariates]
-        d, p = self.term(self.design.treatment), self.p
-        if not self.interactions:
-            return linear(a, [Lit(1.0), d, *xs])
-        base = linear(a[:1], [Lit(1.0)]) + linear(a[2:2 + p], xs) if p else linear(a[:1], [Lit(1.0)])
-        return base + d * (linear(a[1:2], [Lit(1.0)]) + linear(a[2 + p:], xs) if p else linear(a[1:2], [Lit(1.0)]))
-
-    def shiftable(self) -> dict[int, str]:
-        """Gram index -> column for the columns a shift may move (not a binary treatment)."""
-        out = {2 + j: x for j, x in enumerate(self.design.covariates)}
-        out[self.y] = self.design.outcome
-        if not self.interactions:
-            out[1] = self.design.treatment
-        return out
-
-    def exprs(self) -> list[Expr]:
-        """The moments :meth:`assemble` returns: the Gram of the variables, then the count
-        of rows whose treatment is neither 0 nor 1."""
-        return [*gram_exprs(self.variables), _non_binary(col(self.design.treatment))]
-
-    @property
-    def base(self) -> list[Expr]:
-        """What the grouped pass sums the products of: ``(1, d, x_1..x_p, y)``."""
-        return [Lit(1.0), self.term(self.design.treatment), *(self.term(x) for x in self.design.covariates),
-                self.term(self.design.outcome)]
-
-    def assemble(self, grouped: np.ndarray) -> np.ndarray:
-        """Per-bucket moments of :meth:`exprs` from the grouped pass ``(K, 3, .)``.
-
-        Within arm a the treatment is the constant a, so ``d x_j x_k`` is a times the
-        arm's ``x_j x_k``: the interacted Gram (p + 3)(p + 4) / 2 products wide comes from
-        per-arm Grams of ``(1, d, x, y)`` instead of being summed row by row.
-        """
-        mb, p = len(self.base), self.p
-        g = unpack_gram(grouped, mb)  # (K, 3, mb, mb)
-        index = [0, 1, *range(2, 2 + p), *(range(2, 2 + p) if self.interactions else ()), mb - 1]
-        in_arm = np.array([False, False, *[False] * p, *[True] * (p if self.interactions else 0), False])
-        rows, cols = np.triu_indices(len(index))
-        index = np.asarray(index)
-        out = np.zeros((grouped.shape[0], len(rows) + 1))
-        for level in ((0, 1) if self.interactions else (0, 1, 2)):
-            scale = np.where(in_arm, float(level), 1.0)
-            out[:, :-1] += g[:, level][:, index[rows], index[cols]] * (scale[rows] * scale[cols])
-        out[:, -1] = grouped[:, 2, 0]
-        return out
-
-
-def _non_binary(d: Expr) -> Expr:
-    return Lit(1.0) - d.eq(0.0) - d.eq(1.0)
-
-
-def grouped_pass(engine, layout: _Layout) -> np.ndarray:
-    """One pass: per bucket and treatment arm, the Gram sums of ``(1, d, x, y)``."""
-    return arm_gram_sums(engine, layout.base, layout.design.treatment)
-
-
-def target_means(g: np.ndarray, target: str, p: int) -> np.ndarray:
-    """``(..., p)`` covariate means over the target population, from Gram matrices."""
-    xs = slice(2, 2 + p)
-    n, n1 = g[..., 0, 0], g[..., 0, 1]
-    sx, s1x = g[..., 0, xs], g[..., 1, xs]
-    if target == "att":
-        return s1x / n1[..., None]
-    if target == "atc":
-        return (sx - s1x) / (n - n1)[..., None]
-    return sx / n[..., None]
-
-
-def _labels(design: Design) -> list[str]:
+def _labels(design: ModelRoles) -> list[str]:
     return [design.label(x) for x in design.covariates]
 
 
-def arm_grams(layout: _Layout, grouped: np.ndarray) -> np.ndarray:
-    """(2, 1 + p, 1 + p) Gram matrices of ``(1, x)`` over the control and treated rows,
-    from the grouped pass."""
-    g = unpack_gram(grouped.sum(axis=0)[:2], len(layout.base))
-    keep = [0, *range(2, 2 + layout.p)]
-    return g[:, keep][:, :, keep]
-
-
-def _check_model(design: Design, layout: _Layout, g: np.ndarray, grouped: np.ndarray, gaps: list) -> None:
+def _check_model(design: ModelRoles, layout: Layout, g: np.ndarray, grouped: np.ndarray, gaps: list) -> None:
     """Constant, non-finite or collinear regressors, named in the user's terms: the block
     ``(1, d, x)`` pooled, then for the interacted model each arm's ``(1, x)``
     (:func:`check_arm_regressors`; together they fail exactly when the interacted X'X is
@@ -229,7 +107,6 @@ class OLS(Estimator):
     """Regression adjustment by least squares; see the module docstring."""
 
     name = "ols"
-    strategies = frozenset({"backdoor"})
     targets = frozenset({"ate", "att", "atc"})
     binary_treatment = False
 
@@ -242,7 +119,7 @@ class OLS(Estimator):
         self.level = level
         self.ci_method = ci_method
 
-    def _check(self, design: Design) -> None:
+    def _check(self, design: ModelRoles) -> None:
         self.check_design(design)
         check_options(self.bootstrap, self.ci_method, self.level)
         if self.cov_type not in COV_TYPES:
@@ -250,8 +127,8 @@ class OLS(Estimator):
         if self.cov_type == "nonrobust" and design.clustered:
             raise EstimationError("ols: cov_type='nonrobust' cannot be used with a clustered (unit id) design")
 
-    def _layout(self, design: Design, grouped: np.ndarray) -> _Layout:
-        g = unpack_gram(grouped.sum(axis=(0, 1)), 3 + len(design.covariates))  # (1, d, x, y)
+    def _layout(self, design: ModelRoles, grouped: np.ndarray) -> Layout:
+        g = unpack_symmetric(grouped.sum(axis=(0, 1)), 3 + len(design.covariates))  # (1, d, x, y)
         n, d = g[0, 0], design.treatment
         if not n > 0:
             raise EstimationError("ols: no rows to estimate from")
@@ -266,11 +143,11 @@ class OLS(Estimator):
             why = f"target {design.target.upper()}" if design.target != "ate" else "interactions=True"
             raise EstimationError(f"ols: {why} needs a binary 0/1 treatment; {design.label(d)!r} is not")
         use = bool(binary and self.interactions is not False and design.covariates)
-        return _Layout(design, interactions=use)
+        return Layout(design, interactions=use)
 
-    def fit(self, engine, design: Design) -> OLS:
+    def fit(self, engine, design: ModelRoles) -> OLS:
         self._check(design)
-        layout = _Layout(design, interactions=False)
+        layout = Layout(design, interactions=False)
         grouped = grouped_pass(engine, layout)
         layout = self._layout(design, grouped)
         binary = bool(grouped[:, 2, 0].sum() == 0.0)
@@ -278,16 +155,16 @@ class OLS(Estimator):
         if gaps and layout.interactions:
             raise EstimationError(f"ols: {positivity_message(gaps, design.label(design.treatment))}")
         moments = layout.assemble(grouped)
-        shift = recentring_shift(unpack_gram(moments.sum(axis=0)[:-1], len(layout.variables)), layout.shiftable())
+        shift = recentring_shift(unpack_symmetric(moments.sum(axis=0)[:-1], len(layout.variables)), layout.shiftable())
         if shift:
             layout = replace(layout, shift=tuple(shift.items()))
             grouped = grouped_pass(engine, layout)
             moments = layout.assemble(grouped)
         exprs = layout.exprs()
         totals = moments.sum(axis=0)
-        g = unpack_gram(totals[:-1], len(layout.variables))
+        g = unpack_symmetric(totals[:-1], len(layout.variables))
         _check_model(design, layout, g, grouped, gaps)
-        statistic = _statistic(layout)
+        statistic = effect_statistic(layout)
         estimate = float(statistic(totals[None])[0])
         score = DiscriminantScore.from_arm_grams(
             arm_grams(layout, grouped), [Lit(1.0), *(layout.term(x) for x in design.covariates)]) if binary else None
@@ -314,7 +191,7 @@ class OLS(Estimator):
                                  contrast=contrast)
         return self
 
-    def _analytic(self, engine, design: Design, layout: _Layout, g: np.ndarray, moments: np.ndarray,
+    def _analytic(self, engine, design: ModelRoles, layout: Layout, g: np.ndarray, moments: np.ndarray,
                   score: DiscriminantScore | None) -> dict:
         """Sandwich (or nonrobust) variance of the standardised effect; see module docstring.
         The arms' overlap in the discriminant ``score`` rides on the variance's totals pass
@@ -403,7 +280,7 @@ def _functionals(c: np.ndarray, a_inv: np.ndarray, l_mu: np.ndarray) -> list[np.
             np.concatenate([a_inv[1], zeros])]
 
 
-def _bucket_scores(moments: np.ndarray, layout: _Layout, beta: np.ndarray,
+def _bucket_scores(moments: np.ndarray, layout: Layout, beta: np.ndarray,
                    mu: np.ndarray | None) -> tuple[np.ndarray, int]:
     """Per-bucket sums of the stacked scores, from the per-bucket Gram matrices of pass 1:
     ``X_k'y_k - X_k'X_k b`` and ``sum_k w (x - mu)``; and the number of non-empty buckets.
@@ -415,7 +292,7 @@ def _bucket_scores(moments: np.ndarray, layout: _Layout, beta: np.ndarray,
     1000; Cameron & Miller 2015, sec. VI on few clusters).
     """
     reg, y, p = layout.regressors, layout.y, layout.p
-    gb = unpack_gram(moments[:, :-1], len(layout.variables))
+    gb = unpack_symmetric(moments[:, :-1], len(layout.variables))
     scores = [gb[:, reg, y] - gb[:, reg][:, :, reg] @ beta]
     if mu is not None:
         xs = slice(2, 2 + p)
@@ -423,20 +300,3 @@ def _bucket_scores(moments: np.ndarray, layout: _Layout, beta: np.ndarray,
                   "atc": (gb[:, 0, xs] - gb[:, 1, xs], gb[:, 0, 0] - gb[:, 0, 1])}[layout.design.target]
         scores.append(sw - nw[:, None] * mu[None, :])
     return np.hstack(scores), int(np.sum(gb[:, 0, 0] > 0))
-
-
-def _statistic(layout: _Layout):
-    """The vectorised effect ``(B, m) totals -> (B,)``: solve X'X b = X'y per replicate,
-    then standardise over the target means when the model is interacted."""
-    reg, y, p, m = layout.regressors, layout.y, layout.p, len(layout.variables)
-    target = layout.design.target
-
-    def statistic(totals: np.ndarray) -> np.ndarray:
-        g = unpack_gram(totals[:, :-1], m)
-        beta = batched_solve(g[:, reg][:, :, reg], g[:, reg, y])
-        effect = beta[:, 1]
-        if layout.interactions:
-            effect = effect + np.einsum("bj,bj->b", beta[:, 2 + p:], target_means(g, target, p))
-        return effect
-
-    return statistic

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from causal_core.errors import EstimationError
+from causal_core.estimators.discriminant import discriminant
 from causal_core.estimators.linear import (
-    arm_gram_sums, batched_solve, check_regressors, gram_exprs, positivity_message, support_gaps, unpack_gram,
+    arm_gram_sums, batched_solve, check_regressors, positivity_message, support_gaps,
 )
-from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
+from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, gram_exprs, times, unpack_symmetric
 from causal_core.estimators.score_quantiles import ARMS, ArmOverlap, overlap_batch
-from causal_core.moments.engine import unpack_symmetric
 from causal_core.moments.expr import Expr, absolute, col, exp, linear, lit, log, sigmoid
 
 INTERCEPT = "intercept"
@@ -126,8 +126,7 @@ def _iteration_batch(treatment: str, terms: Sequence[Expr], b: np.ndarray) -> Mo
     batch = MomentBatch()
     batch.add("grad", [times(col(treatment) - e, t) for t in terms])
     var = e * (lit(1.0) - e)
-    p = len(terms)
-    batch.add("hess", [times(var, times(terms[i], terms[j])) for i in range(p) for j in range(i, p)])
+    batch.add("hess", [times(var, xx) for xx in gram_exprs(terms)])
     batch.add("extreme", eta.gt(SEPARATION_ETA) + eta.lt(-SEPARATION_ETA))
     return batch
 
@@ -143,7 +142,7 @@ def _first_pass(engine, treatment: str, terms: Sequence[Expr], outcome: str | No
     sums = engine.totals([*gram, *[times(treated, e) for e in gram], lit(1.0) - d.eq(0.0) - treated]).sums
     m = len(gram)
     everyone, ones, other = sums[:m], sums[m:2 * m], sums[-1]
-    grams = unpack_gram(np.stack([everyone - ones, ones, np.zeros(m)])[None], len(rest))
+    grams = unpack_symmetric(np.stack([everyone - ones, ones, np.zeros(m)])[None], len(rest))
     return np.array([everyone[0] - ones[0] - other, ones[0], other]), grams
 
 
@@ -152,7 +151,7 @@ def _first_by_bucket(engine, treatment: str, terms: Sequence[Expr], outcome: str
     rows, from the arm-Gram pass over ``(1, d, x, y)`` that OLS opens with too (one pass
     when they share an engine)."""
     base = [terms[0], col(treatment), *terms[1:], *([col(outcome)] if outcome is not None else [])]
-    grams = unpack_gram(arm_gram_sums(engine, base, treatment), len(base))
+    grams = unpack_symmetric(arm_gram_sums(engine, base, treatment), len(base))
     keep = [0, *range(2, len(base))]  # drop d: constant within an arm
     return grams[:, :2][:, :, keep][:, :, :, keep]
 
@@ -177,35 +176,11 @@ def _first_pass_checks(treatment: str, names: Sequence[str], counts: np.ndarray,
     return int(n), int(ones)
 
 
-def discriminant(xx: np.ndarray, dxx: np.ndarray) -> np.ndarray | None:
-    """The linear discriminant's log-odds coefficients (intercept first) from the Gram
-    matrices of ``(1, x)`` over all rows (``xx``) and over the treated rows (``dxx``).
-
-    With normal covariates of a common covariance in both arms the log-odds of treatment
-    are exactly linear, ``log(n1/n0) - (m1 + m0)' S^-1 (m1 - m0) / 2 + x' S^-1 (m1 - m0)``
-    with the arm means m1, m0 and the pooled within-arm covariance S (divisor n - 2;
-    Efron 1975, "The efficiency of logistic regression compared to normal discriminant
-    analysis", sec. 2). ``None`` when S is singular or the result is not finite.
-    """
-    n1, n = dxx[0, 0], xx[0, 0]
-    n0 = n - n1
-    if xx.shape[0] == 1:
-        return np.array([np.log(n1 / n0)])
-    m1, m0 = dxx[0, 1:] / n1, (xx[0, 1:] - dxx[0, 1:]) / n0
-    within = (dxx[1:, 1:] - n1 * np.outer(m1, m1)) + (xx[1:, 1:] - dxx[1:, 1:] - n0 * np.outer(m0, m0))
-    try:
-        slope = np.linalg.solve(within / max(n - 2.0, 1.0), m1 - m0)
-    except np.linalg.LinAlgError:
-        return None
-    lda = np.r_[np.log(n1 / n0) - 0.5 * (m1 + m0) @ slope, slope]
-    return lda if np.all(np.isfinite(lda)) else None
-
-
 def _starts(xx: np.ndarray, dxx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two starting points from the first pass: the linear discriminant
-    (:func:`discriminant`: normal covariates with a common covariance make the logistic
-    model exact, with these coefficients; Efron 1975), and one Newton step from b = 0,
-    where the information is X'X / 4.
+    (:func:`~causal_core.estimators.discriminant.discriminant`: normal covariates with a
+    common covariance make the logistic model exact, with these coefficients; Efron
+    1975), and one Newton step from b = 0, where the information is X'X / 4.
 
     Newton from the discriminant start usually needs two or three passes to the tolerance
     where b = 0 needs five to seven; the Newton-from-zero point is the fallback when the

@@ -35,13 +35,13 @@ from collections.abc import Callable
 import numpy as np
 
 from causal_core.errors import EstimationError
-from causal_core.estimators.base import BootstrapOptions, Design, Estimator, register
+from causal_core.estimators.base import BootstrapOptions, ModelRoles, Estimator, register
 from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
 from causal_core.estimators.linear import score_meat
 from causal_core.estimators.moment_batch import MomentBatch, times
 from causal_core.estimators.propensity import fit_logistic
 from causal_core.estimators.score_quantiles import eta_quantiles
-from causal_core.estimators.weighting import extrapolation_warnings, issue_warnings, overlap_diagnostic
+from causal_core.estimators.weighting import propensity_diagnostics
 from causal_core.moments.expr import Expr, col, lit
 
 STRATA_CHOICES = (5, 10)
@@ -56,7 +56,7 @@ def stratum_indicators(eta: Expr, cuts: list[float]) -> list[Expr]:
     return out
 
 
-def _stratum_batch(design: Design, strata: list[Expr]) -> MomentBatch:
+def _stratum_batch(design: ModelRoles, strata: list[Expr]) -> MomentBatch:
     """Per stratum and arm: n, sum y, sum y^2 (columns ordered stratum, arm (1, 0), stat)."""
     d, y = col(design.treatment), col(design.outcome)
     exprs = []
@@ -123,7 +123,6 @@ class Stratification(Estimator):
     """Propensity-score subclassification (see module docstring); ``n_strata`` 5 or 10."""
 
     name = "stratification"
-    strategies = frozenset({"backdoor"})
     targets = frozenset({"ate", "att", "atc"})
     binary_treatment = True
 
@@ -137,7 +136,7 @@ class Stratification(Estimator):
         self.max_iter = max_iter
         self.tol = tol
 
-    def fit(self, engine, design: Design) -> Stratification:
+    def fit(self, engine, design: ModelRoles) -> Stratification:
         self.check_design(design)
         check_options(self.bootstrap, self.ci_method, self.level)
         if self.n_strata not in STRATA_CHOICES:
@@ -159,23 +158,19 @@ class Stratification(Estimator):
             "cut_points_propensity": [float(1 / (1 + np.exp(-c))) for c in cuts],
             "stratum_effects": [float(t) for t in tau_j], "stratum_weights": [float(w) for w in omega],
             "stratum_treated": [int(v) for v in cells[:, 0, 0]], "stratum_control": [int(v) for v in cells[:, 1, 0]],
-            "propensity_coefficients": dict(zip(fit.names, map(float, fit.coef))),
-            "propensity_iterations": fit.n_iter,
-            "overlap": overlap_diagnostic(fit.overlap, "logistic"),
+            **propensity_diagnostics(fit, fit.overlap, consequence="the outer strata compare a few rows of one arm "
+                                     "with many of the other, and their effects rest on those few rows"),
         }
-        diag["warnings"] = []
         if len(strata) < self.n_strata:
-            diag["warnings"].append(f"ties in the propensity left {len(strata)} non-empty strata of {self.n_strata}")
-        diag["warnings"] += issue_warnings(extrapolation_warnings(
-            diag["overlap"], "the outer strata compare a few rows of one arm with many of the other, and their "
-            "effects rest on those few rows"))
+            diag["warnings"].insert(0, f"ties in the propensity left {len(strata)} non-empty strata of "
+                                    f"{self.n_strata}")
         self.propensity_, self.cut_points_ = fit, tuple(cuts)
         self.result_ = summarize(self.name, design, estimate=float(tau), analytic_se=float(np.sqrt(max(var, 0.0))),
                                  n=fit.n, replicates=reps, bootstrap=self.bootstrap, ci_method=self.ci_method,
                                  level=self.level, diagnostics=diag)
         return self
 
-    def _strata_moments(self, engine, design: Design, eta: Expr) -> tuple[list[float], list[Expr], list[Expr],
+    def _strata_moments(self, engine, design: ModelRoles, eta: Expr) -> tuple[list[float], list[Expr], list[Expr],
                                                                           np.ndarray]:
         """Cut points (two passes), then the per-stratum arm moments (one pass), with the
         strata that ties left empty removed."""
@@ -189,7 +184,7 @@ class Stratification(Estimator):
         return cuts, [s for s, k in zip(strata, keep) if k], exprs, sums.buckets("cells")[:, cols]
 
     @staticmethod
-    def _variance(engine, design: Design, strata: list[Expr], totals: np.ndarray, a: np.ndarray,
+    def _variance(engine, design: ModelRoles, strata: list[Expr], totals: np.ndarray, a: np.ndarray,
                   b: np.ndarray) -> float:
         """sum of squared influence values: from the moments, or per unit when clustered."""
         if design.clustered:

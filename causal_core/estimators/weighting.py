@@ -24,7 +24,9 @@ Every back-door estimator reports the arms' overlap in ``diagnostics["overlap"]`
 (:func:`overlap_diagnostic`) and warns where it matters: the weighting estimators when
 any row's propensity lies beyond [0.05, 0.95] (its inverse weight exceeds 20 and interval
 coverage suffers), the others when the arms do not overlap or many rows lie beyond
-(:func:`extrapolation_warnings`).
+(:func:`extrapolation_warnings`). The estimators that fit a propensity model (``ipw``,
+``aipw``, ``stratification``) report it, its overlap, their counts and warnings through
+one function, :func:`propensity_diagnostics`.
 """
 
 from __future__ import annotations
@@ -35,14 +37,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from causal_core.estimators.base import BootstrapOptions, Estimator
-
 from causal_core.errors import EstimationError
-from causal_core.estimators.moment_batch import times
-from causal_core.estimators.moment_batch import BucketMoments
-from causal_core.estimators.propensity import LogisticFit, discriminant
-from causal_core.estimators.score_quantiles import ARMS, ArmOverlap, arm_indicator
-from causal_core.moments.expr import Expr, col, exp, linear, lit
+from causal_core.estimators.base import BootstrapOptions, Estimator
+from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times
+from causal_core.estimators.propensity import LogisticFit
+from causal_core.estimators.score_quantiles import ARM_NAMES, ARMS, ArmOverlap, arm_indicator
+from causal_core.moments.expr import Expr, col, exp, lit
 
 
 def logit(p: float) -> float:
@@ -120,6 +120,15 @@ class PropensityWeights:
     def dweight(self, arm: int) -> Expr:
         return self.dw1 if arm == 1 else self.dw0
 
+    def add_counts(self, batch: MomentBatch, treatment: str, arm: int, near_bound: float) -> None:
+        """Add the arm's blocks that :meth:`WeightingCounts.from_sums` reads: its rows
+        kept by trimming, its rows whose propensity was clipped, and its kept rows with
+        propensity beyond ``near_bound``."""
+        a = self.arm(treatment, arm)
+        batch.add(f"kept{arm}", times(a, self.keep))
+        batch.add(f"clipped{arm}", times(a, lit(1.0) - self.free))
+        batch.add(f"near{arm}", times(a, self.near_bounds(near_bound)))
+
 
 def kish_ess(sum_w: float, sum_w2: float) -> float:
     """Kish's effective sample size (sum w)^2 / sum w^2 (Kish 1965, sec. 11.7)."""
@@ -190,52 +199,6 @@ def overlap_diagnostic(overlap: ArmOverlap | None, propensity: str) -> dict:
             "share_outside": near / n, "share_outside_crump": crump / n, "trim_suggestion": suggestion}
 
 
-@dataclass(frozen=True, eq=False)
-class DiscriminantScore:
-    """The linear discriminant's log-odds of treatment (:func:`discriminant`; Efron 1975)
-    as a propensity score computed from per-arm Gram matrices alone — no logistic fit:
-    ``eta`` over the given terms, and per arm (treated, control) the rows and the mean
-    and variance (divisor n - 1) of ``eta``. ols's overlap diagnostic uses it."""
-
-    eta: Expr
-    n: np.ndarray
-    mean: np.ndarray
-    var: np.ndarray
-
-    @classmethod
-    def from_arm_grams(cls, arm_grams: np.ndarray, terms: list[Expr]) -> DiscriminantScore | None:
-        """From the (2, q, q) Gram matrices of ``terms`` = ``(1, x)`` over the control (0)
-        and treated (1) rows; ``None`` when the pooled within-arm covariance is singular."""
-        coef = discriminant(arm_grams[0] + arm_grams[1], arm_grams[1])
-        if coef is None:
-            return None
-        n, mean, var = (np.zeros(2) for _ in range(3))
-        for i, a in enumerate(ARMS):
-            g = arm_grams[a]
-            n[i] = g[0, 0]
-            mx = g[0, 1:] / n[i]
-            cov = (g[1:, 1:] - n[i] * np.outer(mx, mx)) / max(n[i] - 1.0, 1.0)
-            mean[i] = coef[0] + coef[1:] @ mx
-            var[i] = coef[1:] @ cov @ coef[1:]
-        return cls(linear(coef, terms), n, mean, var)
-
-    def balance(self) -> dict:
-        """Rubin's (2001, "Using propensity scores to help design observational studies",
-        sec. 3) summaries of the score: ``standardized_difference`` B, the difference of
-        the arms' mean scores over ``sqrt((s1^2 + s0^2) / 2)``, and ``variance_ratio`` R =
-        s1^2 / s0^2; regression adjustment is trustworthy when |B| < 0.5 and 0.5 < R < 2,
-        and leans on extrapolation beyond. ``None`` without covariates (no spread)."""
-        spread = np.sqrt((self.var[0] + self.var[1]) / 2.0)
-        ok = spread > 0 and self.var[1] > 0
-        return {"standardized_difference": float((self.mean[0] - self.mean[1]) / spread) if ok else None,
-                "variance_ratio": float(self.var[0] / self.var[1]) if ok else None}
-
-    def overlap(self, sums: BucketMoments, low: np.ndarray, high: np.ndarray) -> ArmOverlap:
-        """The :class:`ArmOverlap` from the totals and extremes of ``overlap_batch(eta)``."""
-        below = np.vstack([sums.total_vector(f"below{a}") for a in ARMS])
-        return ArmOverlap.from_sums(self.n, below, low, high)
-
-
 def overlap_warnings(near: float, n: float, bound: float, max_smd_after: float | None = None,
                      smd_threshold: float = 0.1) -> list[str]:
     """Human-readable warnings about extreme propensities and residual imbalance
@@ -278,11 +241,69 @@ def issue_warnings(messages: list[str]) -> list[str]:
     return messages
 
 
+@dataclass(frozen=True)
+class WeightingCounts:
+    """What a weighting estimator's pass counted per arm (``ARMS`` order: treated,
+    control) under its options: ``n`` rows, ``kept`` rows left by ``trim``, ``clipped``
+    rows whose propensity ``clip`` capped, ``near`` kept rows with propensity beyond
+    ``near_bound``."""
+
+    n: np.ndarray
+    kept: np.ndarray
+    clipped: np.ndarray
+    near: np.ndarray
+    near_bound: float
+    trim: float | None = None
+    clip: float | None = None
+
+    @classmethod
+    def from_sums(cls, options: PropensityEstimator, n: np.ndarray, sums: BucketMoments) -> WeightingCounts:
+        """From the rows per arm ``n`` and the totals of the :meth:`PropensityWeights.add_counts` blocks."""
+        def count(block: str) -> np.ndarray:
+            return np.array([float(np.atleast_1d(sums.total_vector(f"{block}{a}"))[0]) for a in ARMS])
+
+        return cls(np.asarray(n, dtype=float), count("kept"), count("clipped"), count("near"), options.near_bound,
+                   options.trim, options.clip)
+
+    def diagnostics(self) -> dict:
+        """The counts and options as ``diagnostics`` entries, per arm by arm name."""
+        def per_arm(v: np.ndarray) -> dict[str, int]:
+            return {ARM_NAMES[a]: int(v[i]) for i, a in enumerate(ARMS)}
+
+        return {"n_treated": int(self.n[0]), "n_control": int(self.n[1]), "n_trimmed": per_arm(self.n - self.kept),
+                "n_clipped": per_arm(self.clipped), "n_near_bounds": int(self.near.sum()),
+                "near_bound": self.near_bound, "trim": self.trim, "clip": self.clip}
+
+
+def propensity_diagnostics(fit: LogisticFit, overlap: ArmOverlap | None, *, counts: WeightingCounts | None = None,
+                           max_smd_after: float | None = None, consequence: str = "") -> dict:
+    """The ``diagnostics`` entries of an estimator built on a logistic propensity fit,
+    with its warnings (issued as :class:`PropensityWarning`, and listed in ``warnings``).
+
+    Every such estimator reports the model (``propensity_coefficients``,
+    ``propensity_iterations``) and the arms' overlap in it (``overlap``,
+    :func:`overlap_diagnostic`). One that weights rows by ``1/e`` passes its ``counts``:
+    they are reported, and it warns by :func:`overlap_warnings` — rows near the bounds,
+    where inverse weights explode, and a residual imbalance ``max_smd_after`` when it
+    measured one. One that weights no row by ``1/e`` warns by
+    :func:`extrapolation_warnings`, with the ``consequence`` of poor overlap for it.
+    """
+    out = {"propensity_coefficients": dict(zip(fit.names, map(float, fit.coef))),
+           "propensity_iterations": fit.n_iter, "overlap": overlap_diagnostic(overlap, "logistic")}
+    if counts is None:
+        messages = extrapolation_warnings(out["overlap"], consequence)
+    else:
+        out.update(counts.diagnostics())
+        messages = overlap_warnings(float(counts.near.sum()), float(counts.n.sum()), counts.near_bound,
+                                    max_smd_after)
+    out["warnings"] = issue_warnings(messages)
+    return out
+
+
 class PropensityEstimator(Estimator):
     """Shared options of the propensity-weighting estimators (``ipw``, ``aipw``): trimming
     or clipping of the fitted propensity, the warning bound, and the Newton settings."""
 
-    strategies = frozenset({"backdoor"})
     targets = frozenset({"ate", "att", "atc"})
     binary_treatment = True
 

@@ -12,7 +12,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+# The bootstrap kinds a study or an estimator may ask for: the bucket weights drawn on the
+# driver (Poisson(1) or multinomial), and the exact row-level Poisson bootstrap, which the
+# engine draws per unit in one more pass (``MomentEngine.replicate_sums``) to check the
+# bucket bootstrap against.
 WEIGHT_KINDS = ("poisson", "multinomial")
+ROW_POISSON = "row-poisson"
+BOOTSTRAP_KINDS = (*WEIGHT_KINDS, ROW_POISSON)
 
 
 def bucket_weights(n_replicates: int, n_buckets: int, *, seed: int | np.random.SeedSequence,

@@ -22,7 +22,7 @@ optionally a unit column) and answers a few questions, each with a small K x m a
   one row per replicate (the exact row-level bootstrap, to check the bucket bootstrap).
 
 The pandas engine (:mod:`causal_core.moments.pandas_engine`) is the oracle; the Spark
-engine (``jobs.spark_engine``) must return the same arrays for the same bucket column.
+engine (``jobs.spark.engine``) must return the same arrays for the same bucket column.
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ class MomentEngine(Protocol):
     def replicate_sums(self, exprs: Sequence[Expr], n_replicates: int, seed: int) -> np.ndarray:
         """A (n_replicates, m) array: row b sums ``RowPoisson(b, seed) * e`` over all rows
         for each expression e — the exact row-level Poisson bootstrap, B replicates in
-        one pass (Hanley & MacGibbon 2006)."""
+        one pass (Hanley & MacGibbon 2006). The weights are :mod:`causal_core.moments.draws`
+        keyed on the unit's canonical text (or the row's values): every engine draws the
+        same weights for the same rows."""
         ...
 
 
@@ -97,9 +99,13 @@ def triu_pairs(m: int) -> list[tuple[int, int]]:
 
 
 def unpack_symmetric(flat: np.ndarray, m: int) -> np.ndarray:
-    """Rebuild symmetric m x m matrices from the upper-triangle vectors (last axis)."""
-    out = np.zeros(flat.shape[:-1] + (m, m))
-    for idx, (i, j) in enumerate(triu_pairs(m)):
-        out[..., i, j] = flat[..., idx]
-        out[..., j, i] = flat[..., idx]
+    """Symmetric ``(..., m, m)`` matrices from upper-triangle vectors ``(..., m(m+1)/2)`` in
+    :func:`triu_pairs` order (vectorised over leading axes: replicates, buckets, arms)."""
+    rows, cols = np.triu_indices(m)  # row-major, the order of triu_pairs
+    flat = np.asarray(flat, dtype=np.float64)
+    if flat.shape[-1] != len(rows):
+        raise ValueError(f"expected {len(rows)} upper-triangle entries for m={m}, got {flat.shape[-1]}")
+    out = np.empty(flat.shape[:-1] + (m, m))
+    out[..., rows, cols] = flat
+    out[..., cols, rows] = flat
     return out

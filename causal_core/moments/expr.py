@@ -8,14 +8,24 @@ the very same K x m array. Expressions are frozen values: they hash, compare and
 
 Comparison uses methods (``a.lt(b)``) rather than operators, because ``==`` must stay
 structural equality for a frozen value.
+
+A node names its subexpressions (:meth:`Expr.children`) and rebuilds itself with others
+(:meth:`Expr.with_children`); every walk is written once on top of that: :func:`fold`
+(bottom-up, one handler per node type: compilers are a mapping from node type to
+handler), :func:`nodes` and :func:`substitute`. A new node type is
+a class with its ``_child_fields`` and one entry in each compiler's mapping.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
+
+from causal_core.moments.draws import poisson1
 
 _BINARY = ("+", "-", "*", "/")
 _FUNCS = ("exp", "log", "sigmoid", "abs", "sqrt")
@@ -23,7 +33,23 @@ _COMPARE = ("<", "<=", ">", ">=", "==", "!=")
 
 
 class Expr:
-    """Base class: arithmetic operators build :class:`BinOp` nodes."""
+    """Base class: arithmetic operators build :class:`BinOp` nodes.
+
+    ``_child_fields`` names the fields holding subexpressions, in evaluation order."""
+
+    _child_fields: ClassVar[tuple[str, ...]] = ()
+
+    def children(self) -> tuple[Expr, ...]:
+        return tuple(getattr(self, f) for f in self._child_fields)
+
+    def with_children(self, children: Sequence[Expr]) -> Expr:
+        """The same node over other subexpressions (itself when they are the same objects)."""
+        children = tuple(children)
+        if len(children) != len(self._child_fields):
+            raise ValueError(f"{type(self).__name__} has {len(self._child_fields)} children, got {len(children)}")
+        if all(new is old for new, old in zip(children, self.children())):
+            return self
+        return dataclasses.replace(self, **dict(zip(self._child_fields, children)))
 
     def _cached_hash(self) -> int:
         """The structural hash, computed once per node (trees are immutable, and a hash
@@ -33,6 +59,11 @@ class Expr:
             h = hash((type(self).__name__, *(getattr(self, f) for f in self.__dataclass_fields__)))
             object.__setattr__(self, "_hash", h)
         return h
+
+    def __getstate__(self) -> dict:
+        # str hashes are salted per process: a hash pickled with the node would be wrong
+        # in the process that unpickles it.
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
 
     def __add__(self, other: object) -> Expr:
         return BinOp("+", self, as_expr(other))
@@ -99,6 +130,10 @@ class Lit(Expr):
 
 @dataclass(frozen=True, eq=True)
 class BinOp(Expr):
+    """``left op right`` for op in + - * / (IEEE arithmetic: x / 0 is +-inf or NaN)."""
+
+    _child_fields: ClassVar[tuple[str, ...]] = ("left", "right")
+
     op: str
     left: Expr
     right: Expr
@@ -114,6 +149,8 @@ class BinOp(Expr):
 class Func(Expr):
     """``exp``, ``log``, ``sigmoid`` (= 1 / (1 + exp(-x))), ``abs`` or ``sqrt`` of an expression."""
 
+    _child_fields: ClassVar[tuple[str, ...]] = ("arg",)
+
     fn: str
     arg: Expr
 
@@ -127,6 +164,8 @@ class Func(Expr):
 @dataclass(frozen=True, eq=True)
 class Compare(Expr):
     """An indicator: 1.0 where the comparison holds, else 0.0."""
+
+    _child_fields: ClassVar[tuple[str, ...]] = ("left", "right")
 
     op: str
     left: Expr
@@ -144,8 +183,9 @@ class RowPoisson(Expr):
     """A Poisson(1) weight drawn per unit for one bootstrap replicate.
 
     The draw is a function of (unit, replicate, seed) only — never of row order or
-    partitioning — so the exact row-level bootstrap is reproducible. Engines use their
-    own hash, so pandas and Spark draws differ (same distribution).
+    partitioning — so the exact row-level bootstrap is reproducible; every engine makes
+    it by :mod:`causal_core.moments.draws` (stream = replicate), so pandas and Spark
+    draw the same weights for the same unit keys.
     """
 
     replicate: int
@@ -199,74 +239,126 @@ def linear(coefs: Sequence[float], terms: Sequence[Expr]) -> Expr:
     return out
 
 
+NODE_TYPES: tuple[type[Expr], ...] = (Col, Lit, BinOp, Func, Compare, RowPoisson)
+"""Every node type: each compiler's mapping covers them all (a test holds them to it)."""
+
+Handlers = Mapping[type, Callable[..., Any]]
+
+
+def fold(expr: Expr, handlers: Handlers, *context: Any) -> Any:
+    """Evaluate ``expr`` bottom-up: ``handlers[type(node)](node, *context, *child_values)``.
+
+    Children are evaluated before their parent, left to right, and a subtree object that
+    occurs several times is evaluated once (handlers must be pure). Iterative, so a deep
+    left-nested sum does not meet Python's recursion limit."""
+    done: dict[int, Any] = {}
+    stack: list[tuple[Expr, tuple[Expr, ...] | None]] = [(expr, None)]
+    pop, push, get = stack.pop, stack.append, handlers.get  # bound once: this loop is hot
+    while stack:
+        node, kids = pop()
+        if kids is None:  # first visit: evaluate the children first, unless a leaf or done
+            if id(node) in done:
+                continue
+            kids = node.children()
+            if kids:
+                push((node, kids))
+                for c in reversed(kids):
+                    push((c, None))
+                continue
+        handler = get(type(node))
+        if handler is None:
+            raise TypeError(f"no handler for {type(node).__name__} nodes: {node!r}")
+        done[id(node)] = handler(node, *context, *[done[id(c)] for c in kids])
+    return done[id(expr)]
+
+
+def nodes(*exprs: Expr) -> list[Expr]:
+    """Each distinct node object of ``exprs`` once, children before parents, in the order
+    a left-to-right walk finishes them first (a subtree object shared by several parents,
+    or by several expressions, is listed once)."""
+    seen: set[int] = set()
+    out: list[Expr] = []
+    for root in exprs:
+        stack: list[tuple[Expr, bool]] = [(root, False)]
+        while stack:
+            node, finished = stack.pop()
+            if finished:
+                out.append(node)
+            elif id(node) not in seen:
+                seen.add(id(node))
+                stack.append((node, True))
+                stack.extend((c, False) for c in reversed(node.children()))
+    return out
+
+
+def substitute(expr: Expr, replacement: Callable[[Expr], Expr | None]) -> Expr:
+    """Top-down rewrite: where ``replacement(node)`` gives an expression it replaces the
+    whole subtree; elsewhere the node is rebuilt over its rewritten children."""
+    new = replacement(expr)
+    if new is not None:
+        return new
+    kids = expr.children()
+    return expr.with_children([substitute(c, replacement) for c in kids]) if kids else expr
+
+
 def columns_of(expr: Expr) -> frozenset[str]:
     """The column names an expression reads."""
-    if isinstance(expr, Col):
-        return frozenset({expr.name})
-    if isinstance(expr, (BinOp, Compare)):
-        return columns_of(expr.left) | columns_of(expr.right)
-    if isinstance(expr, Func):
-        return columns_of(expr.arg)
-    return frozenset()
+    return frozenset(n.name for n in nodes(expr) if isinstance(n, Col))
 
 
-def _poisson1_from_uniform(u: np.ndarray) -> np.ndarray:
-    """Inverse CDF of Poisson(1) on uniforms (exact to the float thresholds used by Spark)."""
-    thresholds = poisson1_cdf()
-    return np.searchsorted(thresholds, u, side="right").astype(np.float64)
+def tree_size(expr: Expr) -> int:
+    """The number of nodes, a shared subtree counted every time it occurs."""
+    return fold(expr, _SIZE)
 
 
-def poisson1_cdf(kmax: int = 20) -> np.ndarray:
-    """Cumulative probabilities P(N <= k), k = 0..kmax, of N ~ Poisson(1)."""
-    from scipy.stats import poisson
+_SIZE: Handlers = dict.fromkeys(NODE_TYPES, lambda node, *kids: 1 + sum(kids))
 
-    return poisson.cdf(np.arange(kmax + 1), 1.0)
+
+def _np_col(node: Col, columns: Mapping[str, np.ndarray], unit_uniform) -> np.ndarray:
+    try:
+        return np.asarray(columns[node.name], dtype=np.float64)
+    except KeyError:
+        raise KeyError(f"moment expression needs column {node.name!r}, not in the prepared frame") from None
+
+
+def _np_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return a / b
+
+
+def _np_func(node: Func, columns, unit_uniform, a: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        return _NP_FUNCS[node.fn](a)
+
+
+def _np_row_poisson(node: RowPoisson, columns, unit_uniform) -> np.ndarray:
+    if unit_uniform is None:
+        raise ValueError("RowPoisson needs per-unit uniforms from the engine")
+    return poisson1(unit_uniform(node.replicate, node.seed))
+
+
+_NP_BINARY = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": _np_divide}
+_NP_FUNCS = {"exp": np.exp, "log": np.log, "sigmoid": lambda a: 1.0 / (1.0 + np.exp(-a)), "abs": np.abs,
+             "sqrt": np.sqrt}
+_NP_COMPARE = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal, "==": np.equal,
+               "!=": np.not_equal}
+
+NUMPY_HANDLERS: Handlers = {
+    Col: _np_col,
+    Lit: lambda node, columns, unit_uniform: np.float64(node.value),
+    BinOp: lambda node, columns, unit_uniform, a, b: _NP_BINARY[node.op](a, b),
+    Func: _np_func,
+    Compare: lambda node, columns, unit_uniform, a, b: _NP_COMPARE[node.op](a, b).astype(np.float64),
+    RowPoisson: _np_row_poisson,
+}
 
 
 def evaluate_numpy(expr: Expr, columns: Mapping[str, np.ndarray], unit_uniform=None) -> np.ndarray:
     """Evaluate ``expr`` on numpy columns (the pandas engine's compiler).
 
     ``unit_uniform(replicate, seed)`` returns per-row uniforms keyed on the unit, needed
-    only for :class:`RowPoisson`.
+    only for :class:`RowPoisson` (:func:`causal_core.moments.draws.uniforms`).
     """
-    if isinstance(expr, Col):
-        try:
-            return np.asarray(columns[expr.name], dtype=np.float64)
-        except KeyError:
-            raise KeyError(f"moment expression needs column {expr.name!r}, not in the prepared frame") from None
-    if isinstance(expr, Lit):
-        return np.float64(expr.value)
-    if isinstance(expr, BinOp):
-        a = evaluate_numpy(expr.left, columns, unit_uniform)
-        b = evaluate_numpy(expr.right, columns, unit_uniform)
-        if expr.op == "+":
-            return a + b
-        if expr.op == "-":
-            return a - b
-        if expr.op == "*":
-            return a * b
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return a / b
-    if isinstance(expr, Func):
-        a = evaluate_numpy(expr.arg, columns, unit_uniform)
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            if expr.fn == "exp":
-                return np.exp(a)
-            if expr.fn == "log":
-                return np.log(a)
-            if expr.fn == "sigmoid":
-                return 1.0 / (1.0 + np.exp(-a))
-            if expr.fn == "abs":
-                return np.abs(a)
-            return np.sqrt(a)
-    if isinstance(expr, Compare):
-        a = evaluate_numpy(expr.left, columns, unit_uniform)
-        b = evaluate_numpy(expr.right, columns, unit_uniform)
-        ops = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
-               "==": np.equal, "!=": np.not_equal}
-        return ops[expr.op](a, b).astype(np.float64)
-    if isinstance(expr, RowPoisson):
-        if unit_uniform is None:
-            raise ValueError("RowPoisson needs per-unit uniforms from the engine")
-        return _poisson1_from_uniform(unit_uniform(expr.replicate, expr.seed))
-    raise TypeError(f"not a moment expression: {expr!r}")
+    if not isinstance(expr, Expr):
+        raise TypeError(f"not a moment expression: {expr!r}")
+    return fold(expr, NUMPY_HANDLERS, columns, unit_uniform)

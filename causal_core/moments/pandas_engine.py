@@ -1,8 +1,11 @@
 """The pandas moment engine: the oracle for the Spark engine, and the fast path for tiny inputs.
 
 Unit ids are hashed through their canonical text (:func:`unit_keys`), the same text the
-Spark engine hashes (``jobs.spark_compile.unit_key``): the same ids stored as int, float,
-decimal or digit strings give the same buckets and the same row-level draws. Non-numeric
+Spark engine hashes (``jobs.spark.compiler.unit_key``): the same ids stored as int, float,
+decimal or digit strings give the same buckets and the same row-level draws. Row-level
+draws are :mod:`causal_core.moments.draws` on that text (or, without a unit, on Spark's
+``xxhash64`` of the row's values, :func:`row_hashes`), so they are the Spark engine's
+draws, bit for bit. Non-numeric
 columns (strings, categories) are coded as integers, 0, 1, ... in the sorted order of
 their text, and :meth:`PandasMomentEngine.level_labels` maps the codes back.
 """
@@ -10,14 +13,14 @@ their text, and :meth:`PandasMomentEngine.level_labels` maps the codes back.
 from __future__ import annotations
 
 import decimal
-import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from causal_core.moments.engine import BUCKET, DEFAULT_BUCKETS, UNIT, Totals, check_levels, triu_pairs
-from causal_core.moments.expr import Expr, _poisson1_from_uniform, evaluate_numpy
+from causal_core.moments import draws
+from causal_core.moments.expr import Expr, evaluate_numpy
 
 
 _TWO_63 = 2.0 ** 63
@@ -60,7 +63,7 @@ def unit_keys(units: pd.Series) -> pd.Series:
     ``Decimal("7.00")``: all ``"7"``; floats up to 2^63 in magnitude); other numbers the
     exact hexadecimal text of their float value; strings are themselves, so ``"7"`` is the
     same unit as 7; booleans are 1 and 0. Missing ids (NaN included) stay missing. These
-    are the texts ``jobs.spark_compile.unit_key`` builds in Spark.
+    are the texts ``jobs.spark.compiler.unit_key`` builds in Spark.
     """
     if pd.api.types.is_integer_dtype(units.dtype) and not units.hasnans:
         keys = units.to_numpy().astype(str).tolist()
@@ -82,12 +85,37 @@ def hash_buckets(values: pd.DataFrame | pd.Series, n_buckets: int, salt: str = "
     return (h % np.uint64(n_buckets)).astype(np.int64)
 
 
-def _splitmix64(z: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser (Steele, Lea & Flood 2014), vectorised on uint64 (wrapping)."""
-    z = z + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+def _column_hashes(values: pd.Series, seed: np.ndarray) -> np.ndarray:
+    """One link of Spark's ``xxhash64`` chain over a column, hashed as the Spark type the
+    column becomes in ``spark.createDataFrame``: int64 as long; narrower ints and booleans
+    as int; float64 as double, float32 as float; text as UTF-8. A missing value (None,
+    NA, and NaN: pandas' missing value) leaves the hash unchanged, as Spark's NULL does."""
+    dtype = values.dtype
+    missing = values.isna().to_numpy()
+    if pd.api.types.is_bool_dtype(dtype):
+        out = draws.hash_ints(values.to_numpy(dtype=np.int32, na_value=0), seed)
+    elif pd.api.types.is_integer_dtype(dtype):
+        fill = values.to_numpy(dtype=np.int64, na_value=0)
+        wide = dtype.itemsize == 8 or (pd.api.types.is_unsigned_integer_dtype(dtype) and dtype.itemsize >= 4)
+        out = (draws.hash_longs if wide else draws.hash_ints)(fill, seed)
+    elif pd.api.types.is_float_dtype(dtype):
+        fill = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        out = (draws.hash_floats if dtype.itemsize == 4 else draws.hash_doubles)(fill, seed)
+    elif isinstance(dtype, pd.CategoricalDtype) or pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return draws.hash_texts([None if m else str(v) for v, m in zip(values, missing)], seed)
+    else:
+        raise TypeError(f"row-level draws without a unit hash every column as Spark does; column "
+                        f"{values.name!r} has dtype {dtype}, which has no such hash here (give the frame a unit)")
+    return np.where(missing, seed, out)
+
+
+def row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """Spark's ``xxhash64(c1, c2, ...)`` of each row's values (seed 42, chained over the
+    columns in order): the key of row-level draws for rows without a unit."""
+    h = np.full(len(frame), draws.SPARK_SEED, dtype=np.uint64)
+    for name in frame.columns:
+        h = _column_hashes(frame[name], h)
+    return h
 
 
 class PandasMomentEngine:
@@ -116,12 +144,8 @@ class PandasMomentEngine:
         self._columns = {c: self._numeric(frame[c]) if c != self.unit_column else frame[c].to_numpy()
                          for c in frame.columns if c != bucket_column}
         self.n_rows = len(frame)
-        # Row-level draws are keyed on the unit's canonical text (what its bucket hashes),
-        # or on a hash of the row's values: never on row position, so reordering the frame
-        # does not change the bootstrap.
-        keyed = unit_keys(frame[self.unit_column]) if self.unit_column else \
-            frame.drop(columns=[bucket_column], errors="ignore")
-        self._draw_hash = pd.util.hash_pandas_object(keyed, index=False).to_numpy(dtype=np.uint64)
+        self._frame, self._bucket_column = frame, bucket_column
+        self._key_hash: np.ndarray | None = None
 
     @property
     def n_buckets(self) -> int:
@@ -146,13 +170,18 @@ class PandasMomentEngine:
         return self._labels.get(column)
 
     def _unit_uniform(self, replicate: int, seed: int) -> np.ndarray:
-        # pandas ignores ``hash_key`` for numeric columns, so keying the hash on (seed,
-        # replicate) that way gave every replicate the same draws; mix a digest of
-        # (seed, replicate) into the unit hash with splitmix64 instead.
-        digest = hashlib.blake2b(f"{int(seed)}:{int(replicate)}".encode(), digest_size=8).digest()
-        key = np.uint64(int.from_bytes(digest, "little"))
-        h = _splitmix64(self._draw_hash ^ key)
-        return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+        """The rows' uniforms for one replicate: :func:`causal_core.moments.draws.uniforms`
+        keyed on the unit's canonical text (what its bucket hashes), or on the row's
+        values, as the Spark engine keys them: never on row position, so reordering the
+        frame does not change the bootstrap."""
+        if self._key_hash is None:  # only frames that draw pay for hashing every key
+            if self.unit_column is not None:
+                self._key_hash = draws.hash_texts(unit_keys(self._frame[self.unit_column]).tolist())
+            else:
+                # the key is the row hash itself, a long, which the draw's chain hashes again
+                rows = row_hashes(self._frame.drop(columns=[self._bucket_column], errors="ignore"))
+                self._key_hash = draws.hash_longs(rows.view(np.int64))
+        return draws.uniforms(self._key_hash, seed, replicate)
 
     def _values(self, expr: Expr) -> np.ndarray:
         v = evaluate_numpy(expr, self._columns, self._unit_uniform)
@@ -205,5 +234,5 @@ class PandasMomentEngine:
         values = np.column_stack([self._values(e) for e in exprs]) if exprs else np.empty((self.n_rows, 0))
         out = np.empty((int(n_replicates), values.shape[1]))
         for b in range(int(n_replicates)):
-            out[b] = _poisson1_from_uniform(self._unit_uniform(b, seed)) @ values
+            out[b] = draws.poisson1(self._unit_uniform(b, seed)) @ values
         return out

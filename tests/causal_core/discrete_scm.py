@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from causal_core.graph import CausalGraph
+from causal_core.graph.causal_graph import CausalGraph
 
 MAX_TABLE = 2**23  # entries of the largest intermediate table (64 MiB of float64)
 

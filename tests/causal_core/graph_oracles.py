@@ -16,7 +16,7 @@ import networkx as nx
 from hypothesis import reject
 from hypothesis import strategies as st
 
-from causal_core.graph import CausalGraph
+from causal_core.graph.causal_graph import CausalGraph
 
 
 MAX_PATHS = 20_000

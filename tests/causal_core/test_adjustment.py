@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from causal_core.adjustment import (
+from causal_core.identification.adjustment import (
     AdjustmentResult,
     OptimalSet,
     adjustment_sets,
@@ -18,8 +18,8 @@ from causal_core.adjustment import (
     optimal_adjustment_set,
 )
 from causal_core.errors import GraphError
-from causal_core.graph import CausalGraph
-from causal_core.separators import connecting_path, effect_structure
+from causal_core.graph.causal_graph import CausalGraph
+from causal_core.graph.separators import connecting_path, effect_structure
 from tests.causal_core.graph_oracles import AdjustmentOracle, Oracle, causal_graphs, queries, subsets
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,7 +8,7 @@ import pytest
 import statsmodels.api as sm
 
 from causal_core.errors import EstimationError
-from causal_core.estimators import BootstrapOptions, Design, get_estimator
+from causal_core.estimators import BootstrapOptions, ModelRoles, get_estimator
 from causal_core.moments import PandasMomentEngine
 from causal_core.moments.bootstrap import bucket_weights
 from tests.causal_core.propensity_reference import aipw, logit_fit
@@ -19,7 +19,7 @@ NOBOOT = BootstrapOptions(replicates=0)
 
 
 def fit(df, target="ate", n_buckets=200, clustered=False, **options):
-    design = Design(treatment="d", outcome="y", covariates=COVS, target=target, clustered=clustered)
+    design = ModelRoles(treatment="d", outcome="y", covariates=COVS, target=target, clustered=clustered)
     return get_estimator("aipw")(**options).fit(PandasMomentEngine(df, n_buckets=n_buckets), design)
 
 
@@ -81,7 +81,7 @@ def test_wrong_propensity_model_right_outcome_model(target):
 
 def test_replicates_are_close_to_exact_refits(data):
     eng = PandasMomentEngine(data, n_buckets=200)
-    design = Design(treatment="d", outcome="y", covariates=COVS)
+    design = ModelRoles(treatment="d", outcome="y", covariates=COVS)
     res = get_estimator("aipw")(bootstrap=BootstrapOptions(replicates=4, seed=4)).fit(eng, design).result_
     w = bucket_weights(4, 200, seed=np.random.SeedSequence(4))[:, eng._buckets]
     _, x, _ = logit_fit(data, COVS)
@@ -98,7 +98,7 @@ def test_replicates_are_close_to_exact_refits(data):
 def test_collinear_outcome_model_names_the_arm():
     df = simulate(3_000, seed=9)
     df["x3"] = np.where(df.d == 1, 1.0, df.x1)  # constant on the treated rows only
-    design = Design(treatment="d", outcome="y", covariates=("x1", "x3"))
+    design = ModelRoles(treatment="d", outcome="y", covariates=("x1", "x3"))
     with pytest.raises(EstimationError, match="outcome model on the treated rows"):
         get_estimator("aipw")(bootstrap=NOBOOT).fit(PandasMomentEngine(df, n_buckets=10), design)
 

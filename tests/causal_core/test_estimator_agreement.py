@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from causal_core.estimators import BootstrapOptions, Design, get_estimator
+from causal_core.estimators import BootstrapOptions, ModelRoles, get_estimator
 from causal_core.moments import PandasMomentEngine
 from causal_core.study import compare_estimates, study_warnings
 
@@ -25,7 +25,7 @@ def simulate(n: int, misspecified: bool, seed: int) -> pd.DataFrame:
 
 
 def fit_both(df):
-    design = Design(treatment="d", outcome="y", covariates=("x",))
+    design = ModelRoles(treatment="d", outcome="y", covariates=("x",))
     out = []
     for name in ("ols", "ipw"):
         engine = PandasMomentEngine(df, n_buckets=200)
@@ -58,7 +58,7 @@ def test_agreeing_estimators_raise_no_warning():
 def test_holm_adjustment_equals_statsmodels():
     """Three estimators, three pairs: the adjusted p-values are statsmodels' Holm."""
     df = simulate(6000, misspecified=True, seed=3)
-    design = Design(treatment="d", outcome="y", covariates=("x",))
+    design = ModelRoles(treatment="d", outcome="y", covariates=("x",))
     results = [get_estimator(n)(bootstrap=BOOT).fit(PandasMomentEngine(df, n_buckets=200), design).result_
                for n in ("ols", "ipw", "aipw")]
     comps = compare_estimates(results)
@@ -70,7 +70,7 @@ def test_holm_adjustment_equals_statsmodels():
 def test_unpaired_results_are_not_compared():
     """Different replicate counts (different weights) or no bootstrap: no comparison."""
     df = simulate(3000, misspecified=True, seed=4)
-    design = Design(treatment="d", outcome="y", covariates=("x",))
+    design = ModelRoles(treatment="d", outcome="y", covariates=("x",))
     a = get_estimator("ols")(bootstrap=BOOT).fit(PandasMomentEngine(df, n_buckets=200), design).result_
     b = get_estimator("ipw")(bootstrap=BootstrapOptions(replicates=0)).fit(
         PandasMomentEngine(df, n_buckets=200), design).result_

@@ -7,9 +7,9 @@ from unittest.mock import patch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from causal_core import frontdoor
-from causal_core.frontdoor import EXACT_LIMIT, frontdoor_sets, is_frontdoor_set, maximal_frontdoor_set
-from causal_core.graph import CausalGraph
+from causal_core.identification import frontdoor
+from causal_core.identification.frontdoor import EXACT_LIMIT, frontdoor_sets, is_frontdoor_set, maximal_frontdoor_set
+from causal_core.graph.causal_graph import CausalGraph
 from tests.causal_core.graph_oracles import FrontdoorOracle, causal_graphs, frontdoor_queries, queries, subsets
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

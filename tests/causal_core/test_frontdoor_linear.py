@@ -10,7 +10,7 @@ import statsmodels.api as sm
 
 from causal_core.datasets import linear_frontdoor
 from causal_core.errors import EstimationError
-from causal_core.estimators import BootstrapOptions, Design, get_estimator
+from causal_core.estimators import BootstrapOptions, ModelRoles, get_estimator
 from causal_core.moments import UNIT, PandasMomentEngine
 
 NO_BOOT = BootstrapOptions(replicates=0)
@@ -30,7 +30,7 @@ def frame():
     return pd.DataFrame({"d": d, "y": y, "w": w, "m1": m1, "m2": m2, UNIT: rng.integers(0, 250, n)})
 
 
-DESIGN = Design("d", "y", ("w",), mediators=("m1", "m2"), strategy="frontdoor")
+DESIGN = ModelRoles("d", "y", ("w",), mediators=("m1", "m2"), strategy="frontdoor")
 
 
 def fit(frame, design=DESIGN, **options):
@@ -80,7 +80,7 @@ def test_delta_method_se_matches_numpy(frame):
 
 def test_cluster_robust_delta_method_matches_numpy(frame):
     est, se = numpy_delta_method(frame, groups=frame[UNIT].to_numpy())
-    res = fit(frame, Design("d", "y", ("w",), mediators=("m1", "m2"), strategy="frontdoor", clustered=True))
+    res = fit(frame, ModelRoles("d", "y", ("w",), mediators=("m1", "m2"), strategy="frontdoor", clustered=True))
     assert res.se == pytest.approx(se, rel=RTOL)
     assert res.diagnostics["cov_type"] == "cluster"
 
@@ -100,9 +100,9 @@ def test_bootstrap_agrees_with_delta_method(frame):
 
 
 @pytest.mark.parametrize("design, message", [
-    (Design("d", "y", strategy="frontdoor"), "no mediators"),
-    (Design("d", "y", ("w",), mediators=("w",), strategy="frontdoor"), r"mediators \['w'\] are also"),
-    (Design("d", "y", mediators=("m1",), strategy="backdoor"), "does not support the 'backdoor'"),
+    (ModelRoles("d", "y", strategy="frontdoor"), "no mediators"),
+    (ModelRoles("d", "y", ("w",), mediators=("w",), strategy="frontdoor"), r"mediators \['w'\] are also"),
+    (ModelRoles("d", "y", mediators=("m1",), strategy="backdoor"), "does not support the 'backdoor'"),
 ])
 def test_bad_designs_are_named(frame, design, message):
     with pytest.raises(EstimationError, match=message):

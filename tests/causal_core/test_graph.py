@@ -4,7 +4,7 @@ import networkx as nx
 import pytest
 
 from causal_core.errors import GraphError
-from causal_core.graph import CausalGraph
+from causal_core.graph.causal_graph import CausalGraph
 
 
 def test_edge_list_text_with_chains_comments_and_bidirected():

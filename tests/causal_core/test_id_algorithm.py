@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 
 from causal_core.errors import GraphError, IdentificationError
-from causal_core.expression import Expression, Fraction, Prob, Product, Sum
-from causal_core.graph import CausalGraph
-from causal_core.id_algorithm import NotIdentifiable, identify_effect, is_identifiable
+from causal_core.formulas.formula import Formula, Fraction, Prob, Product, Sum
+from causal_core.graph.causal_graph import CausalGraph
+from causal_core.identification.id_algorithm import NotIdentifiable, identify_effect, is_identifiable
 from tests.causal_core.discrete_scm import TooLarge, random_admg, random_scm
 
 P = Prob
 
 
-def assert_identifies(graph: CausalGraph, xs, ys, seeds=(0, 1), formula: Expression | None = None) -> Expression:
+def assert_identifies(graph: CausalGraph, xs, ys, seeds=(0, 1), formula: Formula | None = None) -> Formula:
     """ID's formula equals the truth in random SCMs for ``graph``; so does ``formula``, a
     published one, which may name extra variables (it must then hold for each of their
     values, e.g. w2 in the napkin formula)."""
@@ -302,4 +302,4 @@ def test_results_are_deterministic_and_round_trip():
     first = identify_effect(graph, "X", "Y")
     again = identify_effect(CausalGraph.parse("Z2 -> Z1 -> X -> M -> Y; Z2 <-> X; Z2 <-> Y; M <-> Z1"), "X", "Y")
     assert first == again and first.to_text() == again.to_text()
-    assert Expression.from_dict(first.to_dict()) == first
+    assert Formula.from_dict(first.to_dict()) == first

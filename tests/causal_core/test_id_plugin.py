@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from causal_core.errors import EstimationError
-from causal_core.estimand import backdoor_expression, frontdoor_expression
-from causal_core.estimators import BootstrapOptions, Design, get_estimator
+from causal_core.identification.estimand import backdoor_expression, frontdoor_expression
+from causal_core.estimators import BootstrapOptions, ModelRoles, get_estimator
 from causal_core.moments import PandasMomentEngine
 
 P_X_U = (0.2, 0.8)  # P(X = 1 | U = u)
@@ -57,7 +57,7 @@ BACKDOOR_TRUTH = 2 * 0.2  # E[Y | do(1)] - E[Y | do(0)] = 2 * 0.2 in every strat
 
 def fit(df, expression, strategy="frontdoor", n_buckets=100, clustered=False, **options):
     variables = tuple(c for c in df.columns if not c.startswith("__"))
-    design = Design(treatment="X", outcome="Y", strategy=strategy, variables=variables, expression=expression,
+    design = ModelRoles(treatment="X", outcome="Y", strategy=strategy, variables=variables, expression=expression,
                     clustered=clustered)
     return get_estimator("id_plugin")(**options).fit(PandasMomentEngine(df, n_buckets=n_buckets), design)
 
@@ -142,7 +142,7 @@ def test_engine_can_supply_levels(fd):
             self.asked.append(column)
             return sorted(set(fd[column]))
 
-    design = Design(treatment="X", outcome="Y", strategy="id", variables=("X", "M", "Y"),
+    design = ModelRoles(treatment="X", outcome="Y", strategy="id", variables=("X", "M", "Y"),
                     expression=frontdoor_expression(["X"], ["Y"], ["M"]))
     eng = LevelEngine(fd, n_buckets=20)
     res = get_estimator("id_plugin")(bootstrap=BootstrapOptions(replicates=0)).fit(eng, design).result_
@@ -160,8 +160,8 @@ def test_rows_without_unit_id_warn_about_the_bucket_bootstrap(fd):
 
 def test_every_strategy_of_the_plan_gives_the_same_plug_in(fd):
     """identify() offers front-door and the general ID formula; both evaluate to the same
-    number on the same joint, and an Estimand works as well as its Expression."""
-    from causal_core.plan import identify
+    number on the same joint, and an Estimand works as well as its Formula."""
+    from causal_core.identification.plan import identify
 
     plan = identify("X <-> Y; X -> M -> Y", "X", "Y")
     kinds = {s.kind: s for s in plan.strategies}
@@ -176,7 +176,7 @@ def test_every_strategy_of_the_plan_gives_the_same_plug_in(fd):
 def test_variables_default_to_those_the_expression_mentions(fd):
     """Without design.variables the joint covers what the formula names (through labels)."""
     frame = fd.rename(columns={"M": "__m0"})
-    design = Design(treatment="X", outcome="Y", strategy="frontdoor", labels=(("__m0", "M"),),
+    design = ModelRoles(treatment="X", outcome="Y", strategy="frontdoor", labels=(("__m0", "M"),),
                     expression=frontdoor_expression(["X"], ["Y"], ["M"]))
     est = get_estimator("id_plugin")(bootstrap=BootstrapOptions(replicates=0))
     res = est.fit(PandasMomentEngine(frame, n_buckets=20), design).result_
@@ -187,9 +187,9 @@ def test_variables_default_to_those_the_expression_mentions(fd):
 @pytest.mark.parametrize("kind", ["frontdoor", "id", "backdoor"])
 def test_batched_contrast_equals_row_by_row_evaluation(fd, kind):
     """The bootstrap and the delta-method gradient evaluate the formula on many joints at
-    once; each must equal evaluating that joint alone (Expression.evaluate)."""
+    once; each must equal evaluating that joint alone (Formula.evaluate)."""
     from causal_core.estimators.id_plugin import Contrast, cell_exprs
-    from causal_core.plan import identify
+    from causal_core.identification.plan import identify
 
     if kind == "backdoor":
         data, graph = backdoor_data(5000, seed=3), "Z -> X -> Y; Z -> Y"
@@ -199,7 +199,7 @@ def test_batched_contrast_equals_row_by_row_evaluation(fd, kind):
     variables = tuple(sorted(c for c in data.columns if not c.startswith("__")))
     levels = {v: sorted(data[v].unique()) for v in variables}
     cells, _ = cell_exprs(variables, levels)
-    design = Design(treatment="X", outcome="Y", strategy=kind, variables=variables, expression=estimand.expression)
+    design = ModelRoles(treatment="X", outcome="Y", strategy=kind, variables=variables, expression=estimand.expression)
     contrast = Contrast(design, variables, cells, None)
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(len(cells)), size=40) * rng.uniform(10, 1000, (40, 1))
@@ -219,7 +219,7 @@ def test_string_variables_are_coded_and_named():
     expr = backdoor_expression(["X"], ["Y"], ["Z"])
     boot = BootstrapOptions(replicates=50, seed=1)
     numbers = fit(df, expr, strategy="backdoor", bootstrap=boot).result_
-    design = Design(treatment="X", outcome="Y", strategy="backdoor", variables=("Z", "X", "Y"), expression=expr,
+    design = ModelRoles(treatment="X", outcome="Y", strategy="backdoor", variables=("Z", "X", "Y"), expression=expr,
                     treated_value="new", control_value="old")
     est = get_estimator("id_plugin")(bootstrap=boot).fit(PandasMomentEngine(words, n_buckets=100), design)
     res = est.result_
@@ -246,7 +246,7 @@ def test_string_variable_errors_name_the_variable():
         fit(words, expr, strategy="backdoor", levels={"Z": ["low", "mid"]})
     with pytest.raises(EstimationError, match="'Z' has 3 levels, more than max_levels=2"):
         fit(words, expr, strategy="backdoor", max_levels=2, levels={"X": (0, 1), "Y": (0, 1, 2)})
-    design = Design(treatment="X", outcome="Y", strategy="backdoor", variables=("Z", "X", "Y"), expression=expr,
+    design = ModelRoles(treatment="X", outcome="Y", strategy="backdoor", variables=("Z", "X", "Y"), expression=expr,
                     treated_value="new", control_value="old")
     with pytest.raises(EstimationError, match="treatment value 'new' of 'X' does not occur"):
         get_estimator("id_plugin")().fit(PandasMomentEngine(words.assign(X=words.X.map({0.0: "old", 1.0: "mid"})),

@@ -10,12 +10,12 @@ import networkx as nx
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from causal_core.adjustment import adjustment_sets
+from causal_core.identification.adjustment import adjustment_sets
 from causal_core.errors import GraphError
-from causal_core.frontdoor import frontdoor_sets
-from causal_core.graph import CausalGraph
-from causal_core.implications import Independence, implied_independences
-from causal_core.instruments import find_instruments
+from causal_core.identification.frontdoor import frontdoor_sets
+from causal_core.graph.causal_graph import CausalGraph
+from causal_core.graph.implications import Independence, implied_independences
+from causal_core.identification.instruments import find_instruments
 from tests.causal_core.graph_oracles import canonical, causal_graphs, subsets
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from causal_core.errors import GraphError
-from causal_core.graph import CausalGraph
-from causal_core.instruments import Instrument, find_instruments, is_instrument
+from causal_core.graph.causal_graph import CausalGraph
+from causal_core.identification.instruments import Instrument, find_instruments, is_instrument
 from tests.causal_core.graph_oracles import InstrumentOracle, causal_graphs, queries
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

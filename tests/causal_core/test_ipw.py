@@ -10,7 +10,7 @@ import pytest
 import statsmodels.api as sm
 
 from causal_core.errors import EstimationError
-from causal_core.estimators import BootstrapOptions, Design, get_estimator
+from causal_core.estimators import BootstrapOptions, ModelRoles, get_estimator
 from causal_core.estimators.weighting import PropensityWarning
 from causal_core.moments import PandasMomentEngine
 from tests.causal_core.propensity_reference import hajek, logit_fit
@@ -21,7 +21,7 @@ NOBOOT = BootstrapOptions(replicates=0)
 
 
 def fit(df, target="ate", n_buckets=200, clustered=False, **options):
-    design = Design(treatment="d", outcome="y", covariates=COVS, target=target, clustered=clustered)
+    design = ModelRoles(treatment="d", outcome="y", covariates=COVS, target=target, clustered=clustered)
     return get_estimator("ipw")(**options).fit(PandasMomentEngine(df, n_buckets=n_buckets), design)
 
 
@@ -155,7 +155,7 @@ def test_options_are_validated(data):
         fit(data, trim=0.7)
     with pytest.raises(EstimationError, match="does not support the 'frontdoor'"):
         get_estimator("ipw")().fit(PandasMomentEngine(data, n_buckets=10),
-                                   Design(treatment="d", outcome="y", covariates=COVS, strategy="frontdoor"))
+                                   ModelRoles(treatment="d", outcome="y", covariates=COVS, strategy="frontdoor"))
 
 
 def test_bootstrap_is_seeded_and_normal_interval(data):
@@ -174,7 +174,7 @@ def test_linearized_replicates_match_exact_weighted_refits(data):
     refitting the propensity and the Hajek means with the replicate's row weights."""
     from causal_core.moments.bootstrap import bucket_weights
     eng = PandasMomentEngine(data, n_buckets=200)
-    design = Design(treatment="d", outcome="y", covariates=COVS, target="ate")
+    design = ModelRoles(treatment="d", outcome="y", covariates=COVS, target="ate")
     res = get_estimator("ipw")(bootstrap=BootstrapOptions(replicates=5, seed=9)).fit(eng, design).result_
     w = bucket_weights(5, 200, seed=np.random.SeedSequence(9))[:, eng._buckets]
     _, x, _ = logit_fit(data, COVS)
@@ -202,7 +202,7 @@ def test_main_pass_rides_on_the_last_newton_pass(data, target, monkeypatch):
     from causal_core.estimators import propensity
     from tests.causal_core.counting import CountingEngine
 
-    design = Design(treatment="d", outcome="y", covariates=COVS, target=target)
+    design = ModelRoles(treatment="d", outcome="y", covariates=COVS, target=target)
     boot = BootstrapOptions(replicates=200, seed=4)
     runs = {}
     for label, margin in (("fused", propensity.FUSE_MARGIN), ("never", float("inf")), ("always", 1.0)):
@@ -229,7 +229,7 @@ def test_main_pass_rides_on_the_last_newton_pass(data, target, monkeypatch):
 NHEFS_LEVELS = {"education": ("2", "3", "4", "5"), "exercise": ("1", "2"), "active": ("1", "2")}
 NHEFS_COVARIATES = ("sex", "race", *[f"{v}{s}" for v in ("age", "smokeintensity", "smokeyrs", "wt71") for s in ("", "2")],
                     *[f"{v}{level}" for v, levels in NHEFS_LEVELS.items() for level in levels])
-NHEFS_DESIGN = Design("a", "y", NHEFS_COVARIATES)
+NHEFS_DESIGN = ModelRoles("a", "y", NHEFS_COVARIATES)
 
 
 def nhefs_frame() -> pd.DataFrame:

@@ -11,7 +11,7 @@ from statsmodels.sandbox.regression.gmm import IV2SLS
 
 from causal_core.datasets import linear_iv
 from causal_core.errors import EstimationError
-from causal_core.estimators import BootstrapOptions, Design, get_estimator
+from causal_core.estimators import BootstrapOptions, ModelRoles, get_estimator
 from causal_core.moments import UNIT, PandasMomentEngine
 
 NO_BOOT = BootstrapOptions(replicates=0)
@@ -90,7 +90,7 @@ def test_first_stage_f_matches_statsmodels(sim):
     cl = first.fit(cov_type="cluster", cov_kwds={"groups": f[UNIT]}).f_test(restriction).fvalue
     res = fit(f, sim.make_design(clustered=True))
     assert res.diagnostics["first_stage_f_robust"] == pytest.approx(cl, rel=RTOL)
-    assert "warnings" not in res.diagnostics
+    assert res.diagnostics["warnings"] == []
 
 
 def test_wald_estimator_is_the_ratio_of_differences():
@@ -101,7 +101,7 @@ def test_wald_estimator_is_the_ratio_of_differences():
     d = ((0.8 * z + u + rng.normal(size=n)) > 0.5).astype(float)
     y = 2.0 * d + u + rng.normal(size=n)
     f = pd.DataFrame({"d": d, "y": y, "z": z})
-    res = fit(f, Design("d", "y", instruments=("z",), strategy="iv", target="late"))
+    res = fit(f, ModelRoles("d", "y", instruments=("z",), strategy="iv", target="late"))
     wald = (y[z == 1].mean() - y[z == 0].mean()) / (d[z == 1].mean() - d[z == 0].mean())
     assert res.estimate == pytest.approx(wald, rel=1e-9)
     assert res.diagnostics["wald_ratio"] is True
@@ -150,13 +150,13 @@ def test_instruments_unrelated_to_treatment_are_an_error():
     d = np.tile([0.0, 1.0, 2.0, 3.0], n // 4)  # identical distribution in both z groups
     f = pd.DataFrame({"d": d, "y": d + rng.normal(size=n), "z": z})
     with pytest.raises(EstimationError, match=r"do not predict the treatment"):
-        fit(f, Design("d", "y", instruments=("z",), strategy="iv"))
+        fit(f, ModelRoles("d", "y", instruments=("z",), strategy="iv"))
 
 
 CARD_COVARIATES = ("exper", "expersq", "black", "smsa", "south", "smsa66", *[f"reg66{i}" for i in range(2, 10)])
 
 
-CARD_DESIGN = Design("educ", "lwage", CARD_COVARIATES, instruments=("nearc4",), target="late", strategy="iv")
+CARD_DESIGN = ModelRoles("educ", "lwage", CARD_COVARIATES, instruments=("nearc4",), target="late", strategy="iv")
 
 
 def card_frame():
@@ -181,5 +181,5 @@ def test_card_return_to_schooling_reproduces_wooldridge_example_15_4():
     assert res.estimate == pytest.approx(sm_res.params["educ"], rel=RTOL)
     assert res.se == pytest.approx(sm_res.bse["educ"], rel=RTOL)
     ols = get_estimator("ols")(interactions=False, cov_type="nonrobust", bootstrap=NO_BOOT).fit(
-        PandasMomentEngine(f, n_buckets=64), Design("educ", "lwage", CARD_COVARIATES)).result_
+        PandasMomentEngine(f, n_buckets=64), ModelRoles("educ", "lwage", CARD_COVARIATES)).result_
     assert (round(ols.estimate, 3), round(ols.se, 3)) == (0.075, 0.003)

@@ -12,7 +12,7 @@ import statsmodels.api as sm
 
 from causal_core.datasets import confounded_binary
 from causal_core.errors import EstimationError
-from causal_core.estimators import BootstrapOptions, Design, get_estimator
+from causal_core.estimators import BootstrapOptions, ModelRoles, get_estimator
 from causal_core.estimators.inference import bootstrap_replicates
 from causal_core.estimators.ols import OLS
 from causal_core.moments import UNIT, PandasMomentEngine
@@ -119,13 +119,13 @@ def test_cluster_robust_matches_statsmodels_and_numpy(sim, clustered):
 
 def test_continuous_treatment_is_a_slope(sim):
     f = sim.frame.assign(dose=sim.frame.x2 * 2 + np.random.default_rng(1).normal(size=len(sim.frame)))
-    res = fit(f, Design("dose", "y", ("x1",)))
+    res = fit(f, ModelRoles("dose", "y", ("x1",)))
     ref = sm.OLS(f.y, sm.add_constant(f[["dose", "x1"]])).fit(cov_type="HC1")
     assert res.estimate == pytest.approx(ref.params["dose"], rel=RTOL)
     assert res.se == pytest.approx(ref.bse["dose"], rel=RTOL)
     assert res.diagnostics["interactions"] is False and "dose" in res.contrast
     with pytest.raises(EstimationError, match="binary"):
-        fit(f, Design("dose", "y", ("x1",), target="att"))
+        fit(f, ModelRoles("dose", "y", ("x1",), target="att"))
 
 
 @pytest.mark.parametrize("target", ["ate", "att", "atc"])
@@ -158,7 +158,7 @@ def test_longley_reproduces_nist_certified_values():
     }
     for name, (coef, sd) in certified.items():
         others = tuple(c for c in certified if c != name)
-        res = fit(frame, Design(name, "TOTEMP", others), cov_type="nonrobust")
+        res = fit(frame, ModelRoles(name, "TOTEMP", others), cov_type="nonrobust")
         assert res.estimate == pytest.approx(coef, rel=1e-11)
         assert res.se == pytest.approx(sd, rel=1e-11)
         assert res.diagnostics["r2"] == pytest.approx(0.995479004577296, rel=1e-13)
@@ -179,7 +179,7 @@ def test_grunfeld_reproduces_stata_cluster_robust_output():
     frame = pd.DataFrame({"invest": g.invest, "mvalue": g.value, "kstock": g.capital, UNIT: g.firm})
     for name, other, coef, se in (("mvalue", "kstock", .11556215606596, .01589433647768),
                                   ("kstock", "mvalue", .23067848754982, .08496711097464)):
-        res = fit(frame, Design(name, "invest", (other,), clustered=True))
+        res = fit(frame, ModelRoles(name, "invest", (other,), clustered=True))
         assert res.estimate == pytest.approx(coef, rel=2e-8)
         assert res.se == pytest.approx(se, rel=2e-8)
         assert res.diagnostics["n_clusters"] == 10
@@ -206,7 +206,7 @@ def test_treatment_collinear_with_covariates_is_named(sim):
 def test_interaction_failures_name_user_terms_not_interaction_columns(sim):
     """A covariate constant in one arm makes the interacted model singular: the error says
     so in the user's terms, never with an internal treatment:covariate column."""
-    design = Design("d", "y", ("x1", "x2"), labels=(("x2", "age"), ("d", "promo")))
+    design = ModelRoles("d", "y", ("x1", "x2"), labels=(("x2", "age"), ("d", "promo")))
     for value in (1.0, 0.0):  # age == value among the treated, spread among the untreated
         f = sim.frame.assign(x2=np.where(sim.frame.d == 1, value, sim.frame.x2))
         with pytest.raises(EstimationError, match=r"ols: positivity fails: constant among the treated rows but "
@@ -251,12 +251,12 @@ def test_row_level_poisson_bootstrap_agrees_with_bucket_bootstrap(sim):
 def test_thousand_bucket_replicates_take_milliseconds(sim):
     engine = PandasMomentEngine(sim.frame, n_buckets=1000)
     est = OLS(bootstrap=BootstrapOptions(replicates=1000)).fit(engine, sim.make_design())
-    from causal_core.estimators.ols import _Layout, _statistic
+    from causal_core.estimators.ols_gram import Layout, effect_statistic
 
-    layout = _Layout(sim.make_design(), interactions=True)
+    layout = Layout(sim.make_design(), interactions=True)
     moments = engine.bucket_sums(layout.exprs())
     start = time.perf_counter()
-    reps = bootstrap_replicates(engine, layout.exprs(), moments, _statistic(layout), BootstrapOptions(1000))
+    reps = bootstrap_replicates(engine, layout.exprs(), moments, effect_statistic(layout), BootstrapOptions(1000))
     assert time.perf_counter() - start < 0.25
     assert np.isfinite(reps).all() and len(est.result_.replicates) == 1000
 
@@ -269,9 +269,9 @@ def test_estimator_contract():
     with pytest.raises(TypeError):
         OLS(False)  # keyword-only
     with pytest.raises(EstimationError, match="cov_type"):
-        OLS(cov_type="HC7").fit(PandasMomentEngine(pd.DataFrame({"d": [0.0, 1], "y": [1.0, 2]})), Design("d", "y"))
+        OLS(cov_type="HC7").fit(PandasMomentEngine(pd.DataFrame({"d": [0.0, 1], "y": [1.0, 2]})), ModelRoles("d", "y"))
     with pytest.raises(EstimationError, match="strategy"):
-        OLS().fit(None, Design("d", "y", strategy="iv"))
+        OLS().fit(None, ModelRoles("d", "y", strategy="iv"))
 
 
 def test_level_sets_the_interval(sim):

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from causal_core.errors import GraphError, IdentificationError
-from causal_core.graph import CausalGraph
-from causal_core.plan import EstimandPlan, identify
+from causal_core.graph.causal_graph import CausalGraph
+from causal_core.identification.plan import EstimandPlan, identify
 from tests.causal_core.discrete_scm import TooLarge, random_admg, random_scm
 
 

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from causal_core.adjustment import is_valid_adjustment
+from causal_core.identification.adjustment import is_valid_adjustment
 from causal_core.errors import GraphError
-from causal_core.frontdoor import is_frontdoor_set
-from causal_core.graph import CausalGraph
-from causal_core.instruments import Instrument, find_instruments, is_instrument
-from causal_core.plan import EstimandPlan, identify
+from causal_core.identification.frontdoor import is_frontdoor_set
+from causal_core.graph.causal_graph import CausalGraph
+from causal_core.identification.instruments import Instrument, find_instruments, is_instrument
+from causal_core.identification.plan import EstimandPlan, identify
 from tests.causal_core.discrete_scm import TooLarge, random_admg, random_scm
 from tests.causal_core.graph_oracles import (
     AdjustmentOracle,

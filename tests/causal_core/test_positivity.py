@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from causal_core.errors import EstimationError
-from causal_core.estimators import BootstrapOptions, Design, get_estimator
+from causal_core.estimators import BootstrapOptions, ModelRoles, get_estimator
 from causal_core.estimators.propensity import fit_logistic
 from causal_core.estimators.weighting import PropensityWarning
 from causal_core.moments import UNIT, PandasMomentEngine
@@ -47,7 +47,7 @@ def categorical(n=4000, seed=1, level_arm=None, reference_arm=None):
                           **{f"__x{i}": (cat == lv).astype(float) for i, lv in enumerate("bcd", start=1)}})
     labels = (("__t", "promo"), ("__y", "spend"), ("__x0", "age"), ("__x1", "cat=b"), ("__x2", "cat=c"),
               ("__x3", "cat=d"))
-    return frame, Design("__t", "__y", ("__x0", "__x1", "__x2", "__x3"), labels=labels), cat
+    return frame, ModelRoles("__t", "__y", ("__x0", "__x1", "__x2", "__x3"), labels=labels), cat
 
 
 @pytest.mark.parametrize("name", BACKDOOR)
@@ -131,7 +131,7 @@ def test_complete_separation_makes_ols_warn_and_shows_disjoint_ranges():
     frame["y"] = frame.x1 + frame.d + rng.normal(size=3000)
     with pytest.warns(PropensityWarning, match="do not overlap in their linear discriminant propensity.*"
                                                "extrapolated from the outcome model") as caught:
-        res = fit("ols", frame, Design("d", "y", ("x1",)))
+        res = fit("ols", frame, ModelRoles("d", "y", ("x1",)))
     overlap = res.diagnostics["overlap"]
     assert overlap["propensity"] == "linear discriminant" and overlap["arms_overlap"] is False
     assert overlap["range"]["treated"][0] > overlap["range"]["control"][1]
@@ -141,7 +141,7 @@ def test_complete_separation_makes_ols_warn_and_shows_disjoint_ranges():
     # most rows still lie beyond [0.05, 0.95], which warns too
     with pytest.warns(PropensityWarning, match=r"of the rows have a linear discriminant propensity below 0.05 "
                                                r"or above 0.95: the effect is extrapolated"):
-        res = fit("ols", frame, Design("d", "y", COVS))
+        res = fit("ols", frame, ModelRoles("d", "y", COVS))
     assert_overlap(res.diagnostics["overlap"], lda_overlap(frame, COVS), rel=1e-9)
     assert res.diagnostics["overlap"]["share_outside"] > 0.4
 
@@ -149,7 +149,7 @@ def test_complete_separation_makes_ols_warn_and_shows_disjoint_ranges():
 @pytest.mark.parametrize("options", [{}, {"cov_type": "nonrobust", "interactions": False}])
 def test_ols_overlap_equals_numpy_discriminant(options):
     df = simulate(6000, seed=21, alpha=(-0.3, 1.6, 1.0))
-    res = fit("ols", df, Design("d", "y", COVS), **options)
+    res = fit("ols", df, ModelRoles("d", "y", COVS), **options)
     want = lda_overlap(df, COVS)
     assert want["share_outside"] > 0.01  # the comparison is not vacuous
     assert_overlap(res.diagnostics["overlap"], want, rel=1e-9)
@@ -157,7 +157,7 @@ def test_ols_overlap_equals_numpy_discriminant(options):
 
 def test_ols_bucket_sandwich_reports_what_the_gram_gives():
     df = simulate(6000, seed=21)
-    res = fit("ols", df, Design("d", "y", COVS), cov_type="buckets")
+    res = fit("ols", df, ModelRoles("d", "y", COVS), cov_type="buckets")
     overlap, want = res.diagnostics["overlap"], lda_overlap(df, COVS)
     assert overlap["range"] is None and overlap["share_outside"] is None
     assert overlap["standardized_difference"] == pytest.approx(want["standardized_difference"], rel=1e-9)
@@ -170,7 +170,7 @@ def test_ols_overlap_rides_on_the_variance_pass():
     for cov_type, clustered in (("HC1", False), ("nonrobust", False), ("buckets", False), ("HC1", True)):
         engine = CountingEngine(df, n_buckets=32)
         get_estimator("ols")(cov_type=cov_type, interactions=cov_type != "nonrobust", bootstrap=NOBOOT).fit(
-            engine, Design("d", "y", COVS, clustered=clustered))
+            engine, ModelRoles("d", "y", COVS, clustered=clustered))
         passes[cov_type, clustered] = engine.calls
     # the Gram pass and the variance's totals pass; no pass after the Gram for buckets;
     # clustered, the meat is summed per unit (not counted here) and the overlap takes a totals pass
@@ -183,7 +183,7 @@ def test_logistic_overlap_equals_statsmodels(name, target):
     df = simulate(6000, seed=23, alpha=(-0.3, 1.6, 1.0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PropensityWarning)
-        res = fit(name, df, Design("d", "y", COVS, target=target))
+        res = fit(name, df, ModelRoles("d", "y", COVS, target=target))
     _, _, e = logit_fit(df, COVS)
     want = expected_overlap(e, df.d.to_numpy() == 1)
     assert want["share_outside"] > 0.01
@@ -227,12 +227,12 @@ def test_propensities_down_to_003_warn(name):
     near = int(np.sum((e < 0.05) | (e > 0.95)))
     with pytest.warns(PropensityWarning, match=rf"^{near} of {len(df)} rows have an estimated propensity below "
                                                r"0.05 or above 0.95") as caught:
-        res = fit(name, df, Design("d", "y", COVS))
+        res = fit(name, df, ModelRoles("d", "y", COVS))
     assert res.diagnostics["n_near_bounds"] == near and res.diagnostics["near_bound"] == 0.05
     assert [str(w.message) for w in caught] == res.diagnostics["warnings"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # trimming at Crump et al.'s 0.1 leaves none near the bounds
-        trimmed = fit(name, df, Design("d", "y", COVS), trim=0.1)
+        trimmed = fit(name, df, ModelRoles("d", "y", COVS), trim=0.1)
     assert trimmed.diagnostics["n_near_bounds"] == 0
     assert trimmed.diagnostics["overlap"] == res.diagnostics["overlap"]  # the fit's overlap, before trimming
 
@@ -242,7 +242,7 @@ def test_well_overlapped_data_do_not_warn(name):
     df = low_propensity_frame(1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        res = fit(name, df, Design("d", "y", COVS))
+        res = fit(name, df, ModelRoles("d", "y", COVS))
     assert res.diagnostics["warnings"] == []
     overlap = res.diagnostics["overlap"]
     assert overlap["arms_overlap"] and overlap["share_outside"] == 0.0 and overlap["trim_suggestion"] is None
@@ -252,7 +252,7 @@ def test_well_overlapped_data_do_not_warn(name):
 def test_many_rows_beyond_the_bounds_warn_the_unweighted_estimators(name):
     df = low_propensity_frame(6.0, n=4000)
     with pytest.warns(PropensityWarning, match=r"% of the rows have a .* propensity below 0.05 or above 0.95"):
-        res = fit(name, df, Design("d", "y", COVS))
+        res = fit(name, df, ModelRoles("d", "y", COVS))
     assert res.diagnostics["overlap"]["share_outside"] > 0.1
 
 
@@ -260,5 +260,5 @@ def test_clustered_ols_overlap_matches_the_row_level_one():
     df = simulate(3000, seed=26)
     df[UNIT] = np.random.default_rng(4).integers(0, 300, len(df))
     want = lda_overlap(df, COVS)
-    for design in (Design("d", "y", COVS), Design("d", "y", COVS, clustered=True)):
+    for design in (ModelRoles("d", "y", COVS), ModelRoles("d", "y", COVS, clustered=True)):
         assert_overlap(fit("ols", df, design).diagnostics["overlap"], want, rel=1e-9)

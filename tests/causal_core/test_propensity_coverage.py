@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import pytest
 
-from causal_core.estimators import BootstrapOptions, Design, get_estimator
+from causal_core.estimators import BootstrapOptions, ModelRoles, get_estimator
 from causal_core.moments import PandasMomentEngine
 from tests.causal_core.propensity_sims import ALPHA, simulate, truths
 
@@ -37,7 +37,7 @@ def coverage(name: str, target: str, alpha, n: int, options) -> tuple[float, flo
     hits = []
     for r in range(REPS):
         df = simulate(n, seed=10_000 + r, alpha=alpha)
-        design = Design(treatment="d", outcome="y", covariates=("x1", "x2"), target=target)
+        design = ModelRoles(treatment="d", outcome="y", covariates=("x1", "x2"), target=target)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = get_estimator(name)(bootstrap=BootstrapOptions(replicates=200, seed=r), **options).fit(
@@ -59,11 +59,11 @@ def test_interval_coverage(name, target, alpha, n, options):
 @pytest.mark.slow
 def test_id_plugin_frontdoor_coverage():
     """Delta-method and bucket-bootstrap intervals of the discrete front-door plug-in."""
-    from causal_core.estimand import frontdoor_expression
+    from causal_core.identification.estimand import frontdoor_expression
     from tests.causal_core.test_id_plugin import frontdoor_data, frontdoor_truth
 
     truth, expr, hits = frontdoor_truth(), frontdoor_expression(["X"], ["Y"], ["M"]), []
-    design = Design(treatment="X", outcome="Y", strategy="frontdoor", variables=("X", "M", "Y"), expression=expr)
+    design = ModelRoles(treatment="X", outcome="Y", strategy="frontdoor", variables=("X", "M", "Y"), expression=expr)
     for r in range(150):
         df = frontdoor_data(N, seed=20_000 + r)
         res = get_estimator("id_plugin")(bootstrap=BootstrapOptions(replicates=100, seed=r)).fit(

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from causal_core.errors import EstimationError
-from causal_core.estimators import BootstrapOptions, Design, get_estimator
+from causal_core.estimators import BootstrapOptions, ModelRoles, get_estimator
 from causal_core.moments import PandasMomentEngine
 from tests.causal_core.propensity_reference import logit_fit
 from tests.causal_core.propensity_sims import naive, simulate, truths
@@ -17,7 +17,7 @@ NOBOOT = BootstrapOptions(replicates=0)
 
 
 def fit(df, target="ate", n_buckets=200, clustered=False, **options):
-    design = Design(treatment="d", outcome="y", covariates=COVS, target=target, clustered=clustered)
+    design = ModelRoles(treatment="d", outcome="y", covariates=COVS, target=target, clustered=clustered)
     return get_estimator("stratification")(**options).fit(PandasMomentEngine(df, n_buckets=n_buckets), design)
 
 
@@ -49,7 +49,7 @@ def data():
 def test_matches_numpy_with_the_same_cut_points(data, target, n_strata):
     est = get_estimator("stratification")(n_strata=n_strata, bootstrap=NOBOOT)
     res = est.fit(PandasMomentEngine(data, n_buckets=200),
-                  Design(treatment="d", outcome="y", covariates=COVS, target=target)).result_
+                  ModelRoles(treatment="d", outcome="y", covariates=COVS, target=target)).result_
     tau, se, _ = reference(data, est.cut_points_, target)
     assert res.estimate == pytest.approx(tau, rel=1e-9)
     assert res.se == pytest.approx(se, rel=1e-9)
@@ -57,7 +57,7 @@ def test_matches_numpy_with_the_same_cut_points(data, target, n_strata):
 
 def test_cut_points_are_quantiles_without_collecting_rows(data):
     est = get_estimator("stratification")(n_strata=10, bootstrap=NOBOOT)
-    est.fit(PandasMomentEngine(data, n_buckets=50), Design(treatment="d", outcome="y", covariates=COVS))
+    est.fit(PandasMomentEngine(data, n_buckets=50), ModelRoles(treatment="d", outcome="y", covariates=COVS))
     b, x, _ = logit_fit(data, COVS)
     eta = x @ b
     cdf = [np.mean(eta <= c) for c in est.cut_points_]
@@ -71,7 +71,7 @@ def test_clustered_se_matches_unit_level_influence():
     df = pd.concat([df, df.assign(y=df.y + np.random.default_rng(3).normal(size=len(df)))], ignore_index=True)
     est = get_estimator("stratification")(bootstrap=NOBOOT)
     res = est.fit(PandasMomentEngine(df, n_buckets=100),
-                  Design(treatment="d", outcome="y", covariates=COVS, clustered=True)).result_
+                  ModelRoles(treatment="d", outcome="y", covariates=COVS, clustered=True)).result_
     tau, se_rows, stratum = reference(df, est.cut_points_, "ate")
     d, y = df.d.to_numpy() == 1, df.y.to_numpy()
     psi = np.zeros(len(df))
@@ -130,7 +130,7 @@ def test_tied_propensities_collapse_to_exact_strata():
     d = rng.binomial(1, np.take((0.2, 0.5, 0.8), z.astype(int))).astype(float)
     y = 2 * z ** 2 + d * (1 + z) + rng.normal(size=len(z))
     df = pd.DataFrame({"d": d, "y": y, "z": z})
-    design = Design(treatment="d", outcome="y", covariates=("z",))
+    design = ModelRoles(treatment="d", outcome="y", covariates=("z",))
     est = get_estimator("stratification")(bootstrap=NOBOOT)
     res = est.fit(PandasMomentEngine(df, n_buckets=100), design).result_
     means = df.groupby(["z", "d"]).y.mean().unstack()

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 from causal_core.spec import load_spec
-from jobs.demo_data import build_demo_warehouse
-from jobs.run import Interval, estimate_study, run_key, write_results
+from causal_core.study import Interval, StudyResult, run_key
+from jobs.entrypoints import write_results
+from jobs.estimate import estimate_study
+from jobs.warehouse.demo import build_demo_warehouse
 
 STUDIES = Path(__file__).resolve().parents[2] / "conf" / "studies"
 NAIVE_BIAS_DISCOUNT = 2.5  # lower bound of |naive - ATE| on the demo table (checked below)
@@ -20,36 +22,39 @@ def truths(spark):
     return build_demo_warehouse(spark, rows=40_000)
 
 
-def _overall(results, estimator, metric):
-    return next(e for e in results["estimates"]
-                if e["estimator"] == estimator and e["metric"] == metric and e.get("segment") == "all")
+EXAMPLES = sorted(p.stem for p in STUDIES.glob("*.yaml"))
 
 
-@pytest.mark.parametrize("study", ["discount_observational", "ads_frontdoor", "price_iv", "checkout_experiment"])
-def test_example_study_recovers_the_truth(spark, truths, study, tmp_path):
+def test_every_example_study_is_run_here():
+    assert EXAMPLES == ["ads_frontdoor", "checkout_experiment", "discount_observational", "price_iv"]
+
+
+@pytest.mark.parametrize("study", EXAMPLES)
+def test_example_study_recovers_the_truth_and_its_results_json_round_trips(spark, truths, study, tmp_path):
     spec = load_spec(STUDIES / f"{study}.yaml")
-    results = estimate_study(spark, spec, Interval())
-    path = write_results(results, tmp_path / "results.json")
-    loaded = json.loads(path.read_text())
-    assert loaded["study"] == study and loaded["rows"] > 30_000
-    assert loaded["run_key"] == run_key(spec, Interval())
-    assert set(loaded["plan"]) == set(spec.outcome)
+    result = estimate_study(spark, spec, Interval())
+    text = write_results(result, tmp_path / "results.json").read_text()
+    loaded = StudyResult.from_json(text)
+    assert loaded == result and loaded.to_json() == text
+    doc = json.loads(text)
+    assert doc["study"] == study and doc["rows"] > 30_000
+    assert doc["run_key"] == run_key(spec, Interval()) == loaded.run_key
+    assert set(doc["plan"]) == set(spec.outcome) and all(RESULT_FIELDS <= set(e) for e in doc["estimates"])
     checked = 0
-    for e in loaded["estimates"]:
-        assert e.get("estimate") is not None, e
-        assert RESULT_FIELDS <= set(e)
-        truth = truths.get((study, e["metric"], e["target"]))
-        if truth is None or e["segment"] != "all":
+    for e in loaded.estimates:
+        assert e.estimated, e
+        truth = truths.get((study, e.metric, e.target))
+        if truth is None or e.segment != "all":
             continue
-        if e["estimator"] == "stratification":
+        if e.estimator == "stratification":
             # Five propensity strata leave residual confounding by design (Cochran 1968: ~90% of the
             # bias removed); demand most of the naive bias gone, not unbiasedness.
-            assert abs(e["estimate"] - truth) < 0.25 * NAIVE_BIAS_DISCOUNT, (e["estimate"], truth)
+            assert abs(e.estimate - truth) < 0.25 * NAIVE_BIAS_DISCOUNT, (e.estimate, truth)
             checked += 1
             continue
         # 5 standard errors: a failure here is a real bias, not bad luck (p < 1e-6 per check).
-        assert abs(e["estimate"] - truth) < 5 * e["se"], (e["estimator"], e["estimate"], truth, e["se"])
-        assert e["ci_low"] < e["estimate"] < e["ci_high"]
+        assert abs(e.estimate - truth) < 5 * e.se, (e.estimator, e.estimate, truth, e.se)
+        assert e.ci_low < e.estimate < e.ci_high
         checked += 1
     assert checked >= 1
 
@@ -67,8 +72,8 @@ def test_interval_selects_partitions(spark, truths):
     spec = load_spec(STUDIES / "price_iv.yaml")
     full = estimate_study(spark, spec, Interval())
     half = estimate_study(spark, spec, Interval("2025-11-03", "2026-05-04"))
-    assert 0.4 < half["rows"] / full["rows"] < 0.6
-    assert half["run_key"] != full["run_key"]
+    assert 0.4 < half.rows / full.rows < 0.6
+    assert half.run_key != full.run_key and half.interval == Interval("2025-11-03", "2026-05-04")
 
 
 def test_the_readme_study_example_runs(spark, truths, tmp_path, monkeypatch, capsys):
@@ -79,7 +84,7 @@ def test_the_readme_study_example_runs(spark, truths, tmp_path, monkeypatch, cap
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(block, "README.md", "exec"), namespace)
-    assert (tmp_path / "results.json").exists()
-    ols = next(e for e in namespace["results"]["estimates"] if e["estimator"] == "ols" and e["segment"] == "all")
-    assert ols["ci_low"] <= truths[("discount_observational", "spend", "ate")] <= ols["ci_high"]
+    assert StudyResult.from_json((tmp_path / "results.json").read_text()) == namespace["results"]
+    ols = next(e for e in namespace["results"].estimates if e.estimator == "ols" and e.segment == "all")
+    assert ols.ci_low <= truths[("discount_observational", "spend", "ate")] <= ols.ci_high
     assert "ols all" in capsys.readouterr().out

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from causal_core.plan import EstimandPlan
+from causal_core.identification.plan import EstimandPlan
 from jobs.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]

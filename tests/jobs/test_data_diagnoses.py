@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from causal_core.errors import DataCheckError
 from causal_core.spec import parse_spec
 from jobs.cli import app
-from jobs.run import Interval, estimate_study
+from causal_core.study import Interval
+from jobs.estimate import estimate_study
 
 pytestmark = pytest.mark.spark
 runner = CliRunner()
@@ -85,13 +86,13 @@ def test_rows_outside_the_contrast_are_counted_and_shown(spark, table, tmp_path)
     counted by reason in the results and printed by `whybatch run`."""
     path, d = table
     spec = _spec(path, tv="treatment_values: {treated: 1, control: 0}")
-    results = estimate_study(spark, spec)
+    result = estimate_study(spark, spec)
     left_out = int((d == 2).sum())
     why = "d is neither treated (1) nor control (0)"
-    assert results["dropped_rows"] == {why: left_out}
-    assert results["estimates"][0]["diagnostics"]["dropped_rows"] == {why: left_out}
-    assert results["rows"] == len(d) - left_out
-    assert f"{left_out:,} rows left out: {why}" in results["warnings"]
+    assert result.dropped_rows == {why: left_out}
+    assert result.estimates[0].diagnostics["dropped_rows"] == {why: left_out}
+    assert result.rows == len(d) - left_out
+    assert f"{left_out:,} rows left out: {why}" in result.warnings
     f = tmp_path / "s.yaml"
     f.write_text(spec.raw)
     out = runner.invoke(app, ["run", str(f), "--output", str(tmp_path / "r.json")])
@@ -102,5 +103,5 @@ def test_rows_outside_the_contrast_are_counted_and_shown(spark, table, tmp_path)
 def test_a_non_binary_treatment_lists_its_values(spark, table):
     path, _ = table
     spec = parse_spec(_spec(path).raw.replace("estimators: [ols]", "estimators: [ipw]"))
-    results = estimate_study(spark, spec)
-    assert "values {0, 1, 2}" in results["estimates"][0]["reason"]
+    (row,) = estimate_study(spark, spec).estimates
+    assert not row.estimated and "values {0, 1, 2}" in row.reason

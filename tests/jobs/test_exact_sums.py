@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from causal_core.moments import col
-from jobs.exact_sums import LIMB_EXPONENTS, LIMBS, REST, combine_limbs, with_total
-from jobs.spark_engine import SparkMomentEngine
+from jobs.spark.exact_sums import LIMB_EXPONENTS, LIMBS, REST, combine_limbs, with_total
+from jobs.spark.engine import SparkMomentEngine
 
 LIMB = st.integers(min_value=-(2 ** 61), max_value=2 ** 61)
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from causal_core.spec import parse_spec
-from jobs.run import estimate_study
+from jobs.estimate import estimate_study
 
 pytestmark = pytest.mark.spark
 
@@ -46,7 +46,8 @@ def backdoor_numpy(df: pd.DataFrame) -> float:
 def run(spark, tmp_path, pdf: pd.DataFrame, spec: str = SPEC) -> dict[str, dict]:
     path = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
     spark.createDataFrame(pdf).write.parquet(str(path))
-    return {e["estimator"]: e for e in estimate_study(spark, parse_spec(spec.replace("PATH", str(path))))["estimates"]}
+    result = estimate_study(spark, parse_spec(spec.replace("PATH", str(path))))
+    return {e.estimator: e.to_dict() for e in result.estimates}
 
 
 def test_id_plugin_on_a_string_confounder_is_the_backdoor_formula(spark, tmp_path):

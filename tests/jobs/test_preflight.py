@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import jobs.session
+import jobs.spark.session
 from causal_core.errors import SpecError
 from causal_core.spec import parse_spec
 from jobs.cli import app
 from jobs.entrypoints import prepare_run, resolve_study
-from jobs.warehouse import read_study_frame
+from jobs.warehouse.read import read_study_frame
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ def no_spark(monkeypatch):
     """Starting Spark fails the test: every check here must come before it."""
     def refuse(*_a, **_k):
         raise AssertionError("Spark was started before the bad input was reported")
-    monkeypatch.setattr(jobs.session, "build_session", refuse)
+    monkeypatch.setattr(jobs.spark.session, "build_session", refuse)
 
 
 def _study(tmp_path, path=None, part="day"):

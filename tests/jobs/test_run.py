@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from causal_core.spec import parse_spec
-from jobs.run import estimate_study
+from jobs.estimate import estimate_study
 
 pytestmark = pytest.mark.spark
 
@@ -34,16 +34,18 @@ def test_a_numeric_treatment_fits_ols_and_names_why_ipw_cannot(spark, tmp_path):
     y = 2.0 * t + 1.5 * x + rng.normal(size=n)
     spark.createDataFrame([(float(a), float(b), float(c)) for a, b, c in zip(x, t, y)], "x double, t double, y double") \
         .write.mode("overwrite").parquet(str(tmp_path / "dose"))
-    results = estimate_study(spark, parse_spec(SPEC.replace("PATH", str(tmp_path / "dose"))))
-    names = [e["estimator"] for e in results["estimates"]]
+    result = estimate_study(spark, parse_spec(SPEC.replace("PATH", str(tmp_path / "dose"))))
+    names = [e.estimator for e in result.estimates]
     assert names == ["ols", "ipw", "ols"]
-    ols, ipw, additive = results["estimates"]
-    assert ipw["estimate"] is None and "treatment 't' is not binary" in ipw["reason"]
+    ols, ipw, additive = result.estimates
+    assert not ipw.estimated and "treatment 't' is not binary" in ipw.reason
+    assert ipw.strategy == "backdoor.optimal" and result.failed == (ipw,)
     beta = np.linalg.lstsq(np.column_stack([np.ones(n), t, x]), y, rcond=None)[0]
     for e in (ols, additive):
-        assert e["estimate"] == pytest.approx(beta[1], rel=1e-9)
-        assert abs(e["estimate"] - 2.0) < 4 * e["se"]
-        assert e["diagnostics"]["buckets_keyed_on"] == "row values"
+        assert e.estimate == pytest.approx(beta[1], rel=1e-9)
+        assert abs(e.estimate - 2.0) < 4 * e.se
+        assert e.diagnostics["buckets_keyed_on"] == "row values"
+        assert (e.strategy, e.contrast, e.segment) == ("backdoor.optimal", "t: +1 unit", "all")
 
 
 def test_disagreeing_estimators_are_reported_from_paired_replicates(spark, tmp_path):
@@ -58,10 +60,10 @@ def test_disagreeing_estimators_are_reported_from_paired_replicates(spark, tmp_p
                       .replace("treatment: t", "treatment: d")
                       .replace("estimators: [ols, ipw, {ols: {interactions: false}}]", "estimators: [ols, ipw]")
                       .replace("replicates: 50", "replicates: 400"))
-    results = estimate_study(spark, spec)
-    ols, ipw = results["estimates"]
-    (c,) = results["comparisons"]
-    assert (c["first"], c["second"]) == ("ols", "ipw")
-    assert c["difference"] == pytest.approx(ols["estimate"] - ipw["estimate"], rel=1e-12)
-    assert c["se"] < 0.7 * np.hypot(ols["se"], ipw["se"])
-    assert c["disagree"] and any(w.startswith("ols and ipw disagree") for w in results["warnings"])
+    result = estimate_study(spark, spec)
+    ols, ipw = result.estimates
+    (c,) = result.comparisons
+    assert (c.first, c.second) == ("ols", "ipw")
+    assert c.difference == pytest.approx(ols.estimate - ipw.estimate, rel=1e-12)
+    assert c.se < 0.7 * np.hypot(ols.se, ipw.se)
+    assert c.disagree and any(w.startswith("ols and ipw disagree") for w in result.warnings)

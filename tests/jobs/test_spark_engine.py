@@ -11,8 +11,8 @@ import pytest
 from causal_core.errors import DataCheckError
 from causal_core.moments import BUCKET, UNIT, PandasMomentEngine, col, exp, linear, lit, log, sigmoid
 from causal_core.moments.expr import Func, RowPoisson, evaluate_numpy
-from jobs.spark_compile import compile_expr
-from jobs.spark_engine import SparkMomentEngine, collect_arrow, with_buckets
+from jobs.spark.compiler import compile_expr
+from jobs.spark.engine import SparkMomentEngine, collect_arrow, with_buckets
 
 pytestmark = pytest.mark.spark
 K = 40
@@ -278,3 +278,22 @@ def test_wide_sums_agree_across_partitionings_to_rounding(bucketed):
     for parts in (1, 3, 7):
         again = SparkMomentEngine(sdf.repartition(parts), n_buckets=K, exact=False).bucket_sums(RICH)
         np.testing.assert_allclose(again, base, rtol=1e-12, atol=1e-12 * np.abs(base).max())
+
+
+def test_cse_projects_each_repeated_subtree_once_innermost_first():
+    """Subtrees of 4+ nodes that occur more than once (the propensity's linear predictor
+    and its sigmoid, shared by every score) become one projected column each, a level
+    per nesting depth, and the moments read them by name."""
+    from jobs.spark.cse import plan
+
+    eta = linear([0.3, -1.2, 2.0], [lit(1.0), col("x"), col("d")])
+    p = sigmoid(eta)
+    exprs = [(col("d") - p) * col("x"), (col("d") - p) * col("z"), p * (1 - p) * col("x")]
+    levels, rewritten = plan(exprs)
+    assert levels == [[("__cse0", lit(0.3) + lit(-1.2) * col("x"))],
+                      [("__cse1", col("__cse0") + lit(2.0) * col("d"))],
+                      [("__cse2", sigmoid(col("__cse1")))],
+                      [("__cse3", col("d") - col("__cse2"))]]
+    assert rewritten == [col("__cse3") * col("x"), col("__cse3") * col("z"),
+                         col("__cse2") * (1 - col("__cse2")) * col("x")]
+    assert plan([p * col("x"), exp(col("x"))]) == ([], [p * col("x"), exp(col("x"))])  # nothing repeated

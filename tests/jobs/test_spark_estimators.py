@@ -9,9 +9,9 @@ import pytest
 
 from causal_core.datasets import confounded_binary, linear_frontdoor, linear_iv
 from causal_core.errors import EstimationError
-from causal_core.estimators import BootstrapOptions, Design, get_estimator
+from causal_core.estimators import BootstrapOptions, ModelRoles, get_estimator
 from causal_core.moments import PandasMomentEngine
-from jobs.spark_engine import SparkMomentEngine, with_buckets
+from jobs.spark.engine import SparkMomentEngine, with_buckets
 
 pytestmark = pytest.mark.spark
 K = 50
@@ -74,7 +74,7 @@ def test_longley_nist_values_on_spark(spark):
 
     data = longley.load_pandas()
     sdf, _ = frames(spark, pd.concat([data.endog, data.exog], axis=1))
-    design = Design("GNPDEFL", "TOTEMP", ("GNP", "UNEMP", "ARMED", "POP", "YEAR"))
+    design = ModelRoles("GNPDEFL", "TOTEMP", ("GNP", "UNEMP", "ARMED", "POP", "YEAR"))
     res = get_estimator("ols")(cov_type="nonrobust", bootstrap=BootstrapOptions(replicates=0)).fit(
         SparkMomentEngine(sdf, n_buckets=K), design).result_
     assert res.estimate == pytest.approx(15.0618722713733, rel=1e-10)
@@ -184,4 +184,4 @@ def test_overlap_and_positivity_on_spark(spark):
     for name in ("ols", "ipw", "aipw", "stratification"):
         with pytest.raises(EstimationError, match=r"positivity fails for treatment 'd': no untreated rows where z = 1"):
             get_estimator(name)(bootstrap=BootstrapOptions(replicates=0)).fit(
-                SparkMomentEngine(sdf, n_buckets=K), Design("d", "y", ("x1", "x2", "z")))
+                SparkMomentEngine(sdf, n_buckets=K), ModelRoles("d", "y", ("x1", "x2", "z")))

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from causal_core.estimand import frontdoor_expression
-from causal_core.estimators import BootstrapOptions, Design, get_estimator
+from causal_core.identification.estimand import frontdoor_expression
+from causal_core.estimators import BootstrapOptions, ModelRoles, get_estimator
 from causal_core.moments import PandasMomentEngine
 from causal_core.moments.pandas_engine import hash_buckets
 from tests.causal_core.propensity_sims import simulate
@@ -26,7 +26,7 @@ BOOT = BootstrapOptions(replicates=30, seed=7)
 
 
 def engines(spark, df: pd.DataFrame):
-    from jobs.spark_engine import SparkMomentEngine
+    from jobs.spark.engine import SparkMomentEngine
 
     df = df.assign(__bucket=hash_buckets(df["__unit"], K))
     return PandasMomentEngine(df, n_buckets=K), SparkMomentEngine(spark.createDataFrame(df), n_buckets=K)
@@ -51,7 +51,7 @@ def propensity_engines(spark):
     ("stratification", "ate", {"n_strata": 5}),
 ])
 def test_propensity_estimators_match_pandas(propensity_engines, name, target, options):
-    design = Design(treatment="d", outcome="y", covariates=("x1", "x2"), target=target)
+    design = ModelRoles(treatment="d", outcome="y", covariates=("x1", "x2"), target=target)
     results = []
     for engine in propensity_engines:
         with warnings.catch_warnings():
@@ -70,14 +70,14 @@ def test_clustered_ipw_matches_pandas(spark):
     df = simulate(1_000, seed=22)
     df = pd.concat([df, df.assign(y=df.y + 1.0)], ignore_index=True)
     pandas_engine, spark_engine = engines(spark, df)
-    design = Design(treatment="d", outcome="y", covariates=("x1", "x2"), clustered=True)
+    design = ModelRoles(treatment="d", outcome="y", covariates=("x1", "x2"), clustered=True)
     a, b = (get_estimator("ipw")(bootstrap=BOOT).fit(e, design).result_ for e in (pandas_engine, spark_engine))
     assert_same(a, b)
 
 
 def test_id_plugin_matches_pandas(spark):
     pandas_engine, spark_engine = engines(spark, frontdoor_data(2_000, seed=23))
-    design = Design(treatment="X", outcome="Y", strategy="frontdoor", variables=("X", "M", "Y"),
+    design = ModelRoles(treatment="X", outcome="Y", strategy="frontdoor", variables=("X", "M", "Y"),
                     expression=frontdoor_expression(["X"], ["Y"], ["M"]))
     a, b = (get_estimator("id_plugin")(bootstrap=BOOT).fit(e, design).result_ for e in (pandas_engine, spark_engine))
     assert_same(a, b)

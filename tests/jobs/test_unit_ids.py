@@ -14,9 +14,9 @@ from causal_core.moments import BUCKET, PandasMomentEngine, col
 from causal_core.moments.expr import RowPoisson
 from causal_core.moments.pandas_engine import hash_buckets, unit_keys
 from causal_core.spec import parse_spec
-from jobs.run import estimate_study
-from jobs.spark_compile import unit_key
-from jobs.spark_engine import SparkMomentEngine, with_buckets
+from jobs.estimate import estimate_study
+from jobs.spark.compiler import unit_key
+from jobs.spark.engine import SparkMomentEngine, with_buckets
 
 pytestmark = pytest.mark.spark
 K = 40
@@ -124,7 +124,7 @@ def test_a_study_gives_the_same_results_whatever_the_unit_id_type(spark, tmp_pat
     def run(ids) -> list[dict]:
         path = tmp_path / f"units_{len(list(tmp_path.iterdir()))}"
         ids.write.parquet(str(path))
-        out = estimate_study(spark, parse_spec(SPEC.replace("PATH", str(path))))["estimates"]
+        out = [e.to_dict() for e in estimate_study(spark, parse_spec(SPEC.replace("PATH", str(path)))).estimates]
         assert [e["estimator"] for e in out] == ["ols", "ipw"]
         assert all(e["diagnostics"]["buckets_keyed_on"] == "unit" for e in out)
         return [{k: e[k] for k in ("estimate", "se", "ci_low", "ci_high")} for e in out]

@@ -3,11 +3,14 @@
 import datetime as dt
 
 import pytest
+from pyspark.sql import functions as F
 
-from causal_core.errors import DataCheckError, EstimationError, SpecError
+from causal_core.errors import DataCheckError, SpecError
+from causal_core.estimators import get_estimator
 from causal_core.spec import parse_spec
-from jobs.prepare import ModelRequest, build_model_frame
-from jobs.warehouse import read_study_frame
+from causal_core.study import ModelRequest, treatment_obstacle
+from jobs.warehouse.prepare import build_model_frame
+from jobs.warehouse.read import read_study_frame
 
 SPEC = """
 name: wh
@@ -29,8 +32,9 @@ def table(spark):
     rows = []
     for i in range(60):
         day = dt.date(2026, 11, 1) + dt.timedelta(days=i % 3)
-        rows.append((f"u{i % 20}", day, float(i), i % 2, float(i % 7) if i != 5 else None, ["a", "b", "c"][i % 3]))
-    df = spark.createDataFrame(rows, "uid string, day date, x double, t int, y double, c string")
+        rows.append((f"u{i % 20}", day, float(i), i % 2, float(i % 7) if i != 5 else None, ["a", "b", "c"][i % 3],
+                     ["p", "q", "r", "s"][i % 4]))
+    df = spark.createDataFrame(rows, "uid string, day date, x double, t int, y double, c string, k string")
     df.write.mode("overwrite").partitionBy("day").format("parquet").saveAsTable("wh_rows")
     return "wh_rows"
 
@@ -66,14 +70,14 @@ def test_nulls_dropped_with_count_or_fail(spark, table):
     spec = spec_for(table)
     raw = read_study_frame(spark, spec, ["t", "y", "x", "c", "uid"])
     model = build_model_frame(raw, spec, "y", ModelRequest(covariates=("x", "c")), treated=1, control=0,
-                              binary_needed=True, n_buckets=16)
+                              n_buckets=16)
     assert model.dropped_nulls == 1 and model.n_rows == 59
     # 'a' and 'b' have 20 rows each, 'c' 19 after the null row: 'a' (most frequent, then first) is the reference.
     assert sorted(model.labels.values()) == sorted(["t", "y", "x", "c=b", "c=c"])
     with pytest.raises(DataCheckError, match=r"1 of 60 rows have nulls.*'y': 1"):
         failing = spec_for(table, nulls="fail")
         build_model_frame(read_study_frame(spark, failing, ["t", "y", "x", "uid"]), failing, "y",
-                          ModelRequest(covariates=("x",)), treated=1, control=0, binary_needed=True, n_buckets=16)
+                          ModelRequest(covariates=("x",)), treated=1, control=0, n_buckets=16)
 
 
 def test_preparation_reads_the_table_once_and_caches_only_what_it_read(spark, table, monkeypatch):
@@ -87,7 +91,7 @@ def test_preparation_reads_the_table_once_and_caches_only_what_it_read(spark, ta
         monkeypatch.setattr(type(raw), name, lambda self, *a, _f=original, _n=name, **k: (actions.append(_n),
                                                                                           _f(self, *a, **k))[1])
     model = build_model_frame(raw, spec, "y", ModelRequest(covariates=("x",)), treated=1, control=0,
-                              binary_needed=True, n_buckets=16)
+                              n_buckets=16)
     assert actions == ["collect"]
     monkeypatch.undo()
     assert model.dropped_nulls == 1 and model.n_rows == 59 and model.df.count() == 59
@@ -96,19 +100,87 @@ def test_preparation_reads_the_table_once_and_caches_only_what_it_read(spark, ta
     assert not model.cache.is_cached
 
 
+def _rows_scanned(spark, run) -> list[int]:
+    """Rows each file scan read while ``run()`` ran: from Spark's SQL status store, the
+    ``number of output rows`` of every ``Scan parquet`` node of the SQL executions ``run``
+    started. A query over a filled cache shows its scan node with 0 rows (it did not run)."""
+    sc = spark.sparkContext._jsc.sc()
+    store = spark._jsparkSession.sharedState().statusStore()
+
+    def executions() -> list:
+        sc.listenerBus().waitUntilEmpty()
+        found, it = [], store.executionsList().iterator()
+        while it.hasNext():
+            found.append(it.next().executionId())
+        return found
+
+    before = set(executions())
+    run()
+    out = []
+    for eid in sorted(set(executions()) - before):
+        values, nodes = store.executionMetrics(eid), store.planGraph(eid).allNodes().iterator()
+        while nodes.hasNext():
+            node = nodes.next()
+            metrics = node.metrics().iterator()
+            while node.name().startswith("Scan parquet") and metrics.hasNext():
+                metric = metrics.next()
+                value = values.get(metric.accumulatorId())
+                if metric.name() == "number of output rows" and value.isDefined() and value.get() != "0":
+                    out.append(int(value.get().replace(",", "")))
+    return out
+
+
+TWO_CATEGORIES = {"c -> t": "c -> t\n  k -> t\n  k -> y", "{c: categorical}": "{c: categorical, k: categorical}"}
+
+
+@pytest.mark.parametrize("unit", ["uid", None])
+def test_two_categorical_covariates_take_one_read_of_the_table(spark, table, unit):
+    """Their levels come from the aggregation that fills the cache, not from a read each;
+    the reference level is the most frequent (ties by value) as ever. Without a unit the
+    buckets hash the encoded rows — exactly as hashing a frame one-hot encoded up front."""
+    from causal_core.moments.engine import BUCKET
+    from jobs.spark.engine import with_buckets
+
+    spec = spec_for(table, **TWO_CATEGORIES, **({} if unit else {"unit_id: uid, ": ""}))
+    raw = read_study_frame(spark, spec, ["t", "y", "x", "c", "k", *([unit] if unit else [])])
+    built = []
+    scans = _rows_scanned(spark, lambda: built.append(build_model_frame(
+        raw, spec, "y", ModelRequest(covariates=("c", "k", "x")), treated=1, control=0, n_buckets=16)))
+    (model,) = built
+    assert scans == [60]
+    assert _rows_scanned(spark, raw.count) == [60]  # the counter sees a read when there is one
+    # c: a 20, b 20, c 19 (the null row); k: p 15, q 14, r 15, s 15: levels by count, ties by value
+    assert [model.labels[c] for c in model.covariates] == ["c=b", "c=c", "k=r", "k=s", "k=q", "x"]
+    assert model.bucketing == ("unit" if unit else "row values") and model.n_rows == 59
+    if unit is None:
+        kept = raw.where("y IS NOT NULL")
+        one_hot = kept.select(F.col("t").cast("double").alias("__t"), F.col("y").cast("double").alias("__y"),
+                              *[(F.col(v) == F.lit(level)).cast("double").alias(f"__x{i}") for i, (v, level) in
+                                enumerate([("c", "b"), ("c", "c"), ("k", "r"), ("k", "s"), ("k", "q")])],
+                              F.col("x").cast("double").alias("__x5"))
+        expected = with_buckets(one_hot, 16)
+        assert sorted(map(tuple, expected.collect())) == sorted(map(tuple, model.df.select(
+            *expected.columns).collect()))
+        assert len({r[BUCKET] for r in expected.collect()}) > 8
+    model.release()
+
+
 def test_treatment_errors(spark, table):
     spec = spec_for(table)
     raw = read_study_frame(spark, spec, ["t", "y", "x", "uid"], start="2026-11-01", end="2026-11-02")
     const = raw.where("t = 0")
     with pytest.raises(DataCheckError, match="treatment 't' is constant"):
-        build_model_frame(const, spec, "y", ModelRequest(), treated=1, control=0, binary_needed=True, n_buckets=8)
+        build_model_frame(const, spec, "y", ModelRequest(), treated=1, control=0, n_buckets=8)
     nonbinary = raw.withColumn("t", (raw.x / 3).cast("int") % 3)  # this day holds i = 0, 3, 6, ...
-    with pytest.raises(EstimationError, match="treatment 't' is not binary"):
-        build_model_frame(nonbinary, spec, "y", ModelRequest(), treated=1, control=0, binary_needed=True,
-                          n_buckets=8)
+    model = build_model_frame(nonbinary, spec, "y", ModelRequest(), treated=1, control=0, n_buckets=8)
+    model.release()
+    assert not model.binary_treatment and model.treatment_seen == (0.0, 1.0, 2.0)
+    assert treatment_obstacle(get_estimator("ols"), model.columns) is None
+    assert treatment_obstacle(get_estimator("ipw"), model.columns) == (
+        "treatment 't' is not binary (values {0, 1, 2}); set treatment_values to choose a treated and a control value")
     empty = raw.where("x < -1")
     with pytest.raises(DataCheckError, match="0 rows in the selection"):
-        build_model_frame(empty, spec, "y", ModelRequest(), treated=1, control=0, binary_needed=True, n_buckets=8)
+        build_model_frame(empty, spec, "y", ModelRequest(), treated=1, control=0, n_buckets=8)
 
 
 NO_UNIT = """
@@ -137,7 +209,7 @@ def test_identical_rows_without_a_unit_get_their_own_buckets(spark, tmp_path):
     import numpy as np
 
     from causal_core.moments.engine import BUCKET
-    from jobs.spark_engine import duplicate_dispersion
+    from jobs.spark.engine import duplicate_dispersion
 
     rng = np.random.default_rng(3)
     x = rng.integers(0, 2, 3000)
@@ -150,7 +222,7 @@ def test_identical_rows_without_a_unit_get_their_own_buckets(spark, tmp_path):
     for parts in (1, 3, 7):
         raw = read_study_frame(spark, spec, ["t", "y", "x"]).repartition(parts)
         models.append(build_model_frame(raw, spec, "y", ModelRequest(covariates=("x",)), treated=1, control=0,
-                                        binary_needed=True, n_buckets=100))
+                                        n_buckets=100))
     model = models[0]
     assert model.bucketing == "row values and copy index" and model.n_rows == 3000
     counts = np.zeros(100)
@@ -169,6 +241,6 @@ def test_distinct_rows_without_a_unit_are_bucketed_by_value(spark, tmp_path):
     spark.createDataFrame(rows, "x double, t int, y double").write.mode("overwrite").parquet(str(tmp_path / "d"))
     spec = parse_spec(NO_UNIT.replace("PATH", str(tmp_path / "d")))
     model = build_model_frame(read_study_frame(spark, spec, ["t", "y", "x"]), spec, "y",
-                              ModelRequest(covariates=("x",)), treated=1, control=0, binary_needed=True,
+                              ModelRequest(covariates=("x",)), treated=1, control=0,
                               n_buckets=50)
     assert model.bucketing == "row values" and model.n_rows == 2000

@@ -1,0 +1,77 @@
+"""One SparkSession per job, built from a profile in ``conf/spark/<profile>.yaml``.
+
+A profile sets the master (``local[*]``, ``spark://127.0.0.1:7077``...), the warehouse and
+metastore directories (relative paths are resolved against the project directory) and any
+Spark conf. The embedded default is a Hive catalog with a Derby metastore on local disk.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from causal_core.errors import SpecError
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROFILE_DIR = PROJECT_DIR / "conf" / "spark"
+
+
+@dataclass(frozen=True)
+class SparkProfile:
+    name: str
+    master: str = "local[*]"
+    app_name: str = "whybatch"
+    warehouse_dir: str = "warehouse/spark-warehouse"
+    metastore_dir: str = "warehouse/metastore_db"
+    hive: bool = True
+    conf: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def resolved(self, path: str) -> Path:
+        p = Path(os.path.expanduser(path))
+        return p if p.is_absolute() else PROJECT_DIR / p
+
+
+def load_profile(name: str = "local", root: Path | None = None) -> SparkProfile:
+    """Read ``conf/spark/<name>.yaml``; an unknown name lists the profiles there."""
+    root = root or PROFILE_DIR
+    path = root / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in root.glob("*.yaml"))
+        raise SpecError(f"unknown Spark profile {name!r}; profiles in {root}: {', '.join(known)}")
+    doc = yaml.safe_load(path.read_text()) or {}
+    allowed = {"master", "app_name", "warehouse_dir", "metastore_dir", "hive", "conf"}
+    unknown = set(doc) - allowed
+    if unknown:
+        raise SpecError(f"{path}: unknown profile fields {sorted(unknown)}; expected {sorted(allowed)}")
+    conf = tuple(sorted((str(k), str(v)) for k, v in (doc.get("conf") or {}).items()))
+    return SparkProfile(name=name, conf=conf, **{k: v for k, v in doc.items() if k != "conf"})
+
+
+def build_session(profile: SparkProfile | str = "local"):
+    """Get or create the SparkSession described by ``profile``."""
+    from pyspark.sql import SparkSession
+
+    if isinstance(profile, str):
+        profile = load_profile(profile)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    warehouse = profile.resolved(profile.warehouse_dir)
+    metastore = profile.resolved(profile.metastore_dir)
+    warehouse.mkdir(parents=True, exist_ok=True)
+    metastore.parent.mkdir(parents=True, exist_ok=True)
+    builder = (SparkSession.builder.master(profile.master).appName(profile.app_name)
+               .config("spark.sql.warehouse.dir", str(warehouse))
+               .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={metastore.parent}"))
+    if profile.hive:
+        builder = (builder.config("spark.hadoop.javax.jdo.option.ConnectionURL",
+                                  f"jdbc:derby:;databaseName={metastore};create=true")
+                   .enableHiveSupport())
+    for k, v in profile.conf:
+        builder = builder.config(k, v)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
