@@ -163,6 +163,7 @@ NEAR_BOUND = 0.05  # the weighting estimators warn about rows with propensity be
 # moves a Hajek estimate, and warning on every one would make the warning noise. (1% is
 # a threshold of ours, not from the literature; the counts are always in the diagnostics.)
 NEAR_SHARE = 0.01
+EXTREME_BOUND = 0.01  # beyond it a single row's inverse weight exceeds 100: warned about whatever the share
 CRUMP_BOUND = 0.1  # Crump et al.'s (2009) rule of thumb keeps the rows with 0.1 <= e <= 0.9
 # Share of rows beyond [0.05, 0.95] above which an estimator that weights no row by 1/e
 # (ols, stratification) warns: from a tenth of the rows on, the outcome model's
@@ -296,8 +297,27 @@ def propensity_diagnostics(fit: LogisticFit, overlap: ArmOverlap | None, *, coun
         out.update(counts.diagnostics())
         messages = overlap_warnings(float(counts.near.sum()), float(counts.n.sum()), counts.near_bound,
                                     max_smd_after)
+        near_warned = float(counts.near.sum()) > NEAR_SHARE * float(counts.n.sum())
+        messages += extreme_weight_warnings(out["overlap"], counts, near_warned)
     out["warnings"] = issue_warnings(messages)
     return out
+
+
+def extreme_weight_warnings(overlap: dict, counts: WeightingCounts, warned: bool) -> list[str]:
+    """A few rows can matter where their weight is huge: with neither ``trim`` nor ``clip``,
+    a fitted propensity beyond [EXTREME_BOUND, 1 - EXTREME_BOUND] (a weight above 100)
+    warns even when the share of rows near the bounds is too small to (``warned``: a
+    near-bounds warning already covers it)."""
+    if warned or counts.trim is not None or counts.clip is not None or not overlap.get("range"):
+        return []
+    low = min(r[0] for r in overlap["range"].values())
+    high = max(r[1] for r in overlap["range"].values())
+    if low >= EXTREME_BOUND and high <= 1 - EXTREME_BOUND:
+        return []
+    weight = max(1 / low if low > 0 else float("inf"), 1 / (1 - high) if high < 1 else float("inf"))
+    return [f"the fitted propensity ranges from {low:.3g} to {high:.3g}: some row's inverse weight reaches "
+            f"{weight:.3g}, so a few rows can move the estimate; consider clip={NEAR_BOUND:g} (keeps the estimand, "
+            f"adds bias) or trim={CRUMP_BOUND:g} (Crump et al. 2009; changes the estimand)"]
 
 
 class PropensityEstimator(Estimator):

@@ -262,3 +262,19 @@ def test_clustered_ols_overlap_matches_the_row_level_one():
     want = lda_overlap(df, COVS)
     for design in (ModelRoles("d", "y", COVS), ModelRoles("d", "y", COVS, clustered=True)):
         assert_overlap(fit("ols", df, design).diagnostics["overlap"], want, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["ipw", "aipw"])
+def test_one_row_with_a_huge_weight_warns_unless_trimmed_or_clipped(name):
+    """One row in 8,001 beyond [0.05, 0.95] is under the 1% share that warns, but its
+    propensity is beyond 0.99 (a weight above 100): that alone warns."""
+    df = low_propensity_frame(1.0)
+    df = pd.concat([df, pd.DataFrame({"d": [0.0], "y": [1.0], "x1": [8.0], "x2": [0.0]})], ignore_index=True)
+    with pytest.warns(PropensityWarning, match=r"the fitted propensity ranges from 0\.\d+ to (0\.99\d*|1): some row's inverse weight reaches"):
+        res = fit(name, df, ModelRoles("d", "y", COVS))
+    assert res.diagnostics["n_near_bounds"] == 1
+    assert max(r[1] for r in res.diagnostics["overlap"]["range"].values()) > 0.99
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clipped = fit(name, df, ModelRoles("d", "y", COVS), clip=0.05)
+    assert clipped.diagnostics["warnings"] == []
