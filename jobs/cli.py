@@ -71,6 +71,21 @@ def main() -> None:  # pragma: no cover - console entry
 
 
 
+def refutation_table(refutations) -> str:
+    """A short table of the run's refutations: refuter, estimator, metric, RV, RV_α, passed."""
+    def number(value) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    lines = ["", f"{'refuter':<14} {'estimator':<12} {'metric':<12} {'RV':>8} {'RV_alpha':>8}  passed"]
+    for r in refutations:
+        details = r.get("details") or {}
+        passed = "-" if r.get("passed") is None else ("yes" if r["passed"] else "no")
+        line = (f"{r['refuter']:<14} {r['estimator']:<12} {r['metric']:<12} {number(details.get('rv_q')):>8} "
+                f"{number(details.get('rv_qa')):>8}  {passed}")
+        lines.append(line + (f"  ({details['reason']})" if "reason" in details else ""))
+    return "\n".join(lines)
+
+
 @app.command()
 def run(study: Annotated[str, typer.Argument(help="study YAML path or name under conf/studies")],
         start: Annotated[Optional[str], typer.Option(help="first partition (inclusive), e.g. 2026-11-01")] = None,
@@ -95,6 +110,8 @@ def run(study: Annotated[str, typer.Argument(help="study YAML path or name under
         _fail(exc)
     write_results(result, output)
     console.print(str(result), highlight=False, markup=False)
+    if result.refutations:
+        console.print(refutation_table(result.refutations), highlight=False, markup=False)
     for line in result.warnings:
         if line in prepared.spec.ignored_fields():
             continue

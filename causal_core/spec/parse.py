@@ -103,6 +103,7 @@ def _parse_fields(doc: Mapping[str, Any], problems: _Problems) -> dict[str, Any]
     out["estimators"] = _parse_named_list(doc.get("estimators", "auto"), "estimators", _estimator_names(),
                                           problems, allow_auto=True)
     out["refuters"] = _parse_named_list(doc.get("refuters", []), "refuters", REFUTERS, problems)
+    _check_refuter_variables(out["refuters"], out["graph"], problems)
     out["bootstrap"] = _parse_bootstrap(doc.get("bootstrap", {}), doc.get("seed"), problems)
     segs = doc.get("segments", [])
     out["segments"] = _names(segs, "segments", problems) if segs else ()
@@ -286,25 +287,62 @@ def _parse_named_list(value: Any, fieldname: str, valid: tuple[str, ...], proble
             problems.add(f"{fieldname}.{name}", f"unknown name; valid names: {', '.join(valid)}"
                          + _suggest(str(name), valid))
             continue
-        if fieldname == "estimators":
-            _check_estimator_options(name, opts, problems)
+        _OPTION_CHECKS[fieldname](name, opts, problems)
         out.append(EstimatorSpec(name, tuple(sorted((str(k), _freeze(v)) for k, v in opts.items()))))
     return tuple(out)
 
 
 def _check_estimator_options(name: str, opts: Mapping[str, Any], problems: _Problems) -> None:
     """Options must be keyword parameters of the estimator (bootstrap comes from the spec)."""
-    import inspect
-
     from causal_core.estimators import ESTIMATORS
 
-    params = inspect.signature(ESTIMATORS[name].__init__).parameters
+    _check_options(f"estimators.{name}", name, ESTIMATORS[name], opts, problems)
+
+
+def _check_refuter_options(name: str, opts: Mapping[str, Any], problems: _Problems) -> None:
+    """A built refuter's options must be keyword parameters of its class; a refuter that is not
+    built yet takes any options (it is ignored with a warning)."""
+    from causal_core.refuters.registry import REFUTER_CLASSES, refuter_names
+
+    if name in refuter_names():
+        _check_options(f"refuters.{name}", name, REFUTER_CLASSES[name], opts, problems)
+
+
+def _check_options(where: str, name: str, cls: type, opts: Mapping[str, Any], problems: _Problems) -> None:
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
     valid = tuple(p for p, par in params.items()
                   if p not in ("self", "bootstrap") and par.kind is inspect.Parameter.KEYWORD_ONLY)
     for key in opts:
         if key not in valid:
-            problems.add(f"estimators.{name}.{key}", f"unknown option; {name} takes: {', '.join(valid)}"
+            problems.add(f"{where}.{key}", f"unknown option; {name} takes: {', '.join(valid)}"
                          + _suggest(str(key), valid))
+
+
+_OPTION_CHECKS = {"estimators": _check_estimator_options, "refuters": _check_refuter_options}
+
+
+def _check_refuter_variables(refuters: tuple[EstimatorSpec, ...], graph: CausalGraph | None,
+                             problems: _Problems) -> None:
+    """Options a refuter declares as graph variables (``benchmarks``) must name observed ones."""
+    from causal_core.refuters.registry import REFUTER_CLASSES, refuter_names
+
+    if graph is None:
+        return
+    for r in refuters:
+        if r.name not in refuter_names():
+            continue
+        for option in REFUTER_CLASSES[r.name].graph_variable_options:
+            value = r.options_dict().get(option, ())
+            names = (value,) if isinstance(value, str) else value
+            if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
+                problems.add(f"refuters.{r.name}.{option}", f"expected a list of graph variables, got {value!r}")
+                continue
+            for n in names:
+                if n not in graph.observed:
+                    problems.add(f"refuters.{r.name}.{option}", f"{n!r} is not an observed variable of the graph"
+                                 + _suggest(n, graph.observed))
 
 
 def _parse_bootstrap(value: Any, seed: Any, problems: _Problems) -> BootstrapSpec:

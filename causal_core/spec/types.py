@@ -143,14 +143,18 @@ class StudySpec:
         return dict(self.encode).get(variable, "as_is")
 
     def ignored_fields(self) -> tuple[str, ...]:
-        """Warnings for fields that are accepted and checked but not acted on yet."""
-        given = {"refuters": bool(self.refuters), "checks": bool(self.checks), "tracking": self.tracking is not None,
+        """Warnings for fields that are accepted and checked but not acted on yet (of the
+        refuters, those that are not registered, by name)."""
+        from causal_core.refuters.registry import refuter_names
+
+        unbuilt = [r.name for r in self.refuters if r.name not in refuter_names()]
+        given = {"checks": bool(self.checks), "tracking": self.tracking is not None,
                  "schedule": self.schedule is not None}
-        return tuple(f"{name}: {NOT_BUILT[name]}; ignored" for name, present in given.items() if present)
+        refuters = (f"refuters: {', '.join(unbuilt)}: not built yet; ignored",) if unbuilt else ()
+        return refuters + tuple(f"{name}: {NOT_BUILT[name]}; ignored" for name, present in given.items() if present)
 
 
 NOT_BUILT = {
-    "refuters": "refutation is not built yet",
     "checks": "data checks are not built yet",
     "tracking": "MLflow tracking is not built yet",
     "schedule": "scheduling (the Airflow DAG factory) is not built yet",

@@ -255,16 +255,18 @@ _TOP_FIELDS = ("version", "study", "run_key", "interval", "rows", "dropped_rows"
 
 def gather_result(spec: StudySpec, interval: Interval, plans: Mapping[str, EstimandPlan],
                   rows: Sequence[EstimateRow], fitted: Sequence[EstimateResult], *, rows_read: int,
-                  dropped: Mapping[str, int], seconds: float) -> StudyResult:
+                  dropped: Mapping[str, int], seconds: float, refutations: Sequence[Any] = ()) -> StudyResult:
     """The study's result from its estimate rows and the fitted results behind them: the
     estimators of one target compared through their paired replicates, and every
-    warning a user must see (fields the spec accepts but nothing acts on, first)."""
+    warning a user must see (fields the spec accepts but nothing acts on, first);
+    ``refutations`` are values with ``to_dict`` (:class:`causal_core.refuters.registry.Refutation`)."""
     comparisons = compare_estimates(fitted)
     return StudyResult(
         study=spec.name, run_key=run_key(spec, interval), interval=interval, rows=rows_read, dropped_rows=dropped,
         plan=plans, estimates=tuple(rows), comparisons=tuple(comparisons),
         warnings=(*spec.ignored_fields(), *study_warnings(fitted, comparisons, dropped)),
         spec_hash=spec.spec_hash(), seconds=round(seconds, 3),
+        refutations=tuple(r.to_dict() for r in refutations),
     )
 
 

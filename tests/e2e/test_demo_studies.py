@@ -57,6 +57,23 @@ def test_example_study_recovers_the_truth_and_its_results_json_round_trips(spark
         assert e.ci_low < e.estimate < e.ci_high
         checked += 1
     assert checked >= 1
+    refuted = [(r["refuter"], r["estimator"], r["metric"], r["segment"]) for r in loaded.refutations]
+    if study == "discount_observational":
+        # age (age and age², one benchmark) drives spend so strongly that a confounder as strong
+        # as it would need R²(Y~Z|D,X) > 1: its multiples are reported as infeasible bounds and
+        # the estimate does not pass (such a confounder could explain it away)
+        (ref,) = loaded.refutations
+        assert refuted == [("sensitivity", "ols", "spend", "all")]
+        details = ref["details"]
+        multiples = sorted([b["kd"] for b in details["bounds"]] + [b["kd"] for b in details["infeasible_bounds"]])
+        assert multiples == [1.0, 2.0, 3.0], details
+        assert {b["benchmark"] for b in details["bounds"] + details["infeasible_bounds"]} == {"age"}
+        assert set(details["benchmarks"]) == {"age"} and 0 < details["rv_qa"] < details["rv_q"] < 1
+        assert ref["passed"] is False
+        strongest = max(details["bounds"], key=lambda b: abs(b["estimate"] - details["estimate"]), default=None)
+        assert ref["new_effect"] == (None if strongest is None else strongest["estimate"])
+    else:
+        assert refuted == []
 
 
 def test_naive_difference_is_biased_in_the_observational_demo(spark, truths):

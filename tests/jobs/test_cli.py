@@ -59,8 +59,23 @@ def test_tracking_uri_says_nothing_is_logged_yet(tmp_path):
 def test_accepted_but_unbuilt_fields_warn_and_help_lists_only_real_commands():
     out = runner.invoke(app, ["plan", str(ROOT / "conf/studies/discount_observational.yaml")])
     assert out.exit_code == 0, out.output
-    assert "refuters: refutation is not built yet; ignored" in out.output
+    assert "refuters: placebo_treatment, random_common_cause, data_subset: not built yet; ignored" in out.output
     assert "schedule: scheduling (the Airflow DAG factory) is not built yet; ignored" in out.output
     helped = runner.invoke(app, ["--help"])
     commands = {line.split()[1] for line in helped.output.splitlines() if line.startswith("│ ") and len(line.split()) > 2}
     assert {"plan", "run", "demo"} <= commands and "validate" not in helped.output
+
+
+def test_the_refutation_table_shows_rv_and_the_verdict():
+    from jobs.cli import refutation_table
+
+    text = refutation_table([
+        {"refuter": "sensitivity", "estimator": "ols", "metric": "spend", "passed": False,
+         "details": {"rv_q": 0.25, "rv_qa": 0.125}},
+        {"refuter": "sensitivity", "estimator": "ols", "metric": "visits", "passed": None,
+         "details": {"reason": "benchmark 'age' has no term"}},
+    ])
+    rows = text.splitlines()
+    assert rows[1].split() == ["refuter", "estimator", "metric", "RV", "RV_alpha", "passed"]
+    assert rows[2].split() == ["sensitivity", "ols", "spend", "0.2500", "0.1250", "no"]
+    assert rows[3].split()[:6] == ["sensitivity", "ols", "visits", "-", "-", "-"] and "no term" in rows[3]
