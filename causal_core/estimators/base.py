@@ -13,10 +13,8 @@ from typing import Any, ClassVar
 
 from causal_core.errors import EstimationError
 from causal_core.identification.admissible import kinds_admitting
+from causal_core.spec.types import TARGETS
 
-# The effects a study may target (treated and control populations, or all rows): the
-# spec's ``target`` field and every estimator's ``targets`` take their names from here.
-TARGETS = ("ate", "att", "atc")
 
 
 @dataclass(frozen=True)

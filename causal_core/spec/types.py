@@ -14,8 +14,11 @@ from typing import Any
 
 import yaml
 
-from causal_core.estimators.base import TARGETS  # noqa: F401  (``target`` takes the estimators' names)
 from causal_core.graph.causal_graph import CausalGraph
+
+# The effects a study may target (treated and control populations, or all rows): the
+# spec's ``target`` field and every estimator's ``targets`` take their names from here.
+TARGETS = ("ate", "att", "atc")
 
 TOP_FIELDS = (
     "name", "description", "data", "graph", "treatment", "outcome", "treatment_values", "design",

@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 from causal_core.errors import DataCheckError, EstimationError
 from causal_core.moments.engine import BUCKET, DEFAULT_BUCKETS, UNIT, Totals, triu_pairs
 from causal_core.moments.expr import Compare, Expr, Lit
-from jobs.spark.collect import collect_bounded
+from jobs.spark.collect import collect_bounded, collect_one
 from jobs.spark.exact_sums import LIMBS, REST, combine_limbs, limb_aggregates, q, with_limbs, with_total
 from jobs.spark.compiler import compile_expr, compile_sql, has_row_poisson, poisson_weight, unit_key
 
@@ -320,7 +320,7 @@ class SparkMomentEngine:
         frame, cols = self._projected([*exprs, *extremes])
         aggs = [] if self.exact else [F.sum(c) for c in cols[:m]]
         aggs += [F.min(c) for c in cols[m:]] + [F.max(c) for c in cols[m:]]
-        row = frame.agg(*aggs).collect()[0] if aggs else ()
+        row = collect_one(frame.agg(*aggs), "totals") if aggs else ()
         as_float = lambda v, empty: empty if v is None else float(v)  # noqa: E731 (no rows: null)
         if self.exact:
             long = frame.select(F.lit(0).alias(_GROUP), F.posexplode(F.array(*cols[:m])).alias(_POS, _VAL))
