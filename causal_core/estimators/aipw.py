@@ -32,7 +32,7 @@ import numpy as np
 
 from causal_core.errors import EstimationError
 from causal_core.estimators.base import ModelRoles, register
-from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
+from causal_core.estimators.inference import fit_replicates, check_options, summarize
 from causal_core.estimators.linear import batched_solve, check_regressors, score_meat
 from causal_core.estimators.moment_batch import MomentBatch, gram_exprs, times, unpack_symmetric
 from causal_core.estimators.propensity import LogisticFit, fit_logistic, logistic_terms
@@ -147,7 +147,7 @@ class AIPW(PropensityEstimator):
         cross = score_meat(engine, if_exprs, clustered=True) if design.clustered else sums.symmetric("if", 2)
         tau = sg / sh
         var = (cross[0, 0] - 2 * tau * cross[0, 1] + tau * tau * cross[1, 1]) / sh ** 2
-        reps = bootstrap_replicates(
+        reps = fit_replicates(self, 
             engine, [*batch.exprs("scores"), *grams[1], *grams[0], *batch.exprs("g"), *batch.exprs("h"),
                      *batch.exprs("jac")],
             np.hstack([sums.buckets("scores"), fit.arm_gram(1, buckets=True), fit.arm_gram(0, buckets=True),

@@ -19,7 +19,7 @@ import numpy as np
 
 from causal_core.errors import EstimationError
 from causal_core.estimators.base import BootstrapOptions, ModelRoles, Estimator, register
-from causal_core.estimators.inference import bootstrap_replicates, check_options, coefficient_row, summarize
+from causal_core.estimators.inference import fit_replicates, check_options, coefficient_row, summarize
 from causal_core.estimators.linear import (
     batched_solve, check_regressors, column_gram, n_clusters, sandwich, score_meat, small_sample_factor,
 )
@@ -89,7 +89,7 @@ class FrontdoorLinear(Estimator):
         alpha, beta = stage_coefficients(g[None], ix)
         estimate = float(product_effect(alpha, beta, k)[0])
         se, diagnostics = self._delta_method(engine, design, gp, ix, g, alpha[0], beta[0])
-        reps = bootstrap_replicates(engine, gp.exprs, gp.moments, statistic, self.bootstrap)
+        reps = fit_replicates(self, engine, gp.exprs, gp.moments, statistic, self.bootstrap)
         diagnostics["recentred"] = bool(gp.shift)
         self.result_ = summarize(self.name, design, estimate=estimate, analytic_se=se, n=int(round(g[0, 0])),
                                  replicates=reps, bootstrap=self.bootstrap, ci_method=self.ci_method,

@@ -37,7 +37,7 @@ import pandas as pd
 
 from causal_core.errors import EstimationError
 from causal_core.estimators.base import BootstrapOptions, ModelRoles, Estimator, register
-from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
+from causal_core.estimators.inference import fit_replicates, check_options, summarize
 from causal_core.estimators.linear import score_meat
 from causal_core.estimators.moment_batch import MomentBatch
 from causal_core.formulas.formula import Formula
@@ -303,7 +303,7 @@ class IdPlugin(Estimator):
         estimate = contrast(p)
         grad = contrast.simplex_gradient(p)
         se = self._delta_se(engine, design, exprs, p, grad, n)
-        reps = bootstrap_replicates(engine, exprs, sums.buckets("cells"),
+        reps = fit_replicates(self, engine, exprs, sums.buckets("cells"),
                                     contrast.batch, self.bootstrap)
         m1, m0 = contrast.do_means(p)
         per_bucket = sums.buckets("n")[:, 0]

@@ -19,6 +19,7 @@ is the one behind the interval; both are kept in the diagnostics.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,29 @@ def bootstrap_replicates(engine, exprs: Sequence[Expr], moments: np.ndarray,
     totals = replicate_totals(engine, exprs, moments, bootstrap)
     with np.errstate(all="ignore"):
         return np.asarray(statistic(totals), dtype=float)
+
+
+@dataclass(frozen=True)
+class BucketStatistic:
+    """A fitted estimate as a function of bucket weights: the (K, m) per-bucket moments its
+    bootstrap reweights and the vectorised ``statistic`` of their totals. Refuters that
+    re-estimate on subsets of buckets (``data_subset``) call it with 0/1 weights: no pass."""
+
+    moments: np.ndarray
+    statistic: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        """(S,) estimates for (S, K) bucket weights."""
+        with np.errstate(all="ignore"):
+            return np.asarray(self.statistic(np.asarray(weights, dtype=float) @ self.moments), dtype=float)
+
+
+def fit_replicates(owner, engine, exprs: Sequence[Expr], moments: np.ndarray,
+                   statistic: Callable[[np.ndarray], np.ndarray], bootstrap: BootstrapOptions) -> np.ndarray:
+    """:func:`bootstrap_replicates`, keeping the fit as ``owner.bucket_statistic_`` (a
+    :class:`BucketStatistic`) for the refuters that reweight buckets."""
+    owner.bucket_statistic_ = BucketStatistic(np.asarray(moments, dtype=float), statistic)
+    return bootstrap_replicates(engine, exprs, moments, statistic, bootstrap)
 
 
 def summarize(estimator: str, design: ModelRoles, *, estimate: float, analytic_se: float, n: int,

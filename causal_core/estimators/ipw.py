@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from causal_core.estimators.base import ModelRoles, register
-from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
+from causal_core.estimators.inference import fit_replicates, check_options, summarize
 from causal_core.estimators.linear import score_meat
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times, unpack_symmetric
 from causal_core.estimators.propensity import LogisticFit, fit_logistic_with
@@ -224,7 +224,7 @@ class IPW(PropensityEstimator):
             per_bucket = engine.bucket_sums([*moved, psi * psi])
             psi2 = per_bucket[:, 4].sum()
         se = float(np.sqrt(max(psi2, 0.0)))
-        reps = bootstrap_replicates(engine, moved, per_bucket[:, :4], _hajek_effect, self.bootstrap)
+        reps = fit_replicates(self, engine, moved, per_bucket[:, :4], _hajek_effect, self.bootstrap)
         diag = weighting_diagnostics(design, fit, sums, self, low, high)
         diag["weights"] = "hajek"
         self.propensity_ = fit

@@ -21,7 +21,7 @@ import numpy as np
 
 from causal_core.errors import EstimationError
 from causal_core.estimators.base import BootstrapOptions, ModelRoles, Estimator, register
-from causal_core.estimators.inference import bootstrap_replicates, check_options, coefficient_row, summarize
+from causal_core.estimators.inference import fit_replicates, check_options, coefficient_row, summarize
 from causal_core.estimators.linear import (
     batched_solve, check_regressors, column_gram, n_clusters, sandwich, score_meat, small_sample_factor,
 )
@@ -120,7 +120,7 @@ class IV(Estimator):
         beta, pi = two_sls(g[None], ix)
         diagnostics, se, m_vv = self._analytic(engine, design, gp, ix, g, beta[0], pi[0])
         diagnostics.update(self._first_stage(engine, design, ix, g, pi[0][:, 1], f_plain, m_vv))
-        reps = bootstrap_replicates(engine, gp.exprs, gp.moments, statistic, self.bootstrap)
+        reps = fit_replicates(self, engine, gp.exprs, gp.moments, statistic, self.bootstrap)
         diagnostics["recentred"] = bool(gp.shift)
         self.result_ = summarize(self.name, design, estimate=float(beta[0, 1]), analytic_se=se,
                                  n=int(round(g[0, 0])), replicates=reps, bootstrap=self.bootstrap,

@@ -52,7 +52,7 @@ import numpy as np
 from causal_core.errors import EstimationError
 from causal_core.estimators.base import BootstrapOptions, ModelRoles, Estimator, register
 from causal_core.estimators.discriminant import DiscriminantScore
-from causal_core.estimators.inference import bootstrap_replicates, check_options, coefficient_row, summarize
+from causal_core.estimators.inference import fit_replicates, check_options, coefficient_row, summarize
 from causal_core.estimators.linear import (
     CONSTANT_TOL, check_arm_regressors, check_regressors, cluster_factor, n_clusters, positivity_message,
     recentring_shift, score_meat, score_squares, small_sample_factor, support_gaps,
@@ -169,7 +169,8 @@ class OLS(Estimator):
         score = DiscriminantScore.from_arm_grams(
             arm_grams(layout, grouped), [Lit(1.0), *(layout.term(x) for x in design.covariates)]) if binary else None
         analytic = self._analytic(engine, design, layout, g, moments, score)
-        reps = bootstrap_replicates(engine, exprs, moments, statistic, self.bootstrap)
+        reps = fit_replicates(self, engine, exprs, moments, statistic, self.bootstrap)
+        self.layout_, self.grouped_ = layout, grouped  # the simulation refuters re-solve from these
         diagnostics = analytic.pop("diagnostics")
         diagnostics["recentred"] = bool(shift)
         warns = diagnostics.setdefault("warnings", [])

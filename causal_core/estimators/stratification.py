@@ -36,7 +36,7 @@ import numpy as np
 
 from causal_core.errors import EstimationError
 from causal_core.estimators.base import BootstrapOptions, ModelRoles, Estimator, register
-from causal_core.estimators.inference import bootstrap_replicates, check_options, summarize
+from causal_core.estimators.inference import fit_replicates, check_options, summarize
 from causal_core.estimators.linear import score_meat
 from causal_core.estimators.moment_batch import MomentBatch, times
 from causal_core.estimators.propensity import fit_logistic
@@ -149,7 +149,7 @@ class Stratification(Estimator):
         tau, tau_j, omega = stratified_effect(totals, design.target)
         a, b = influence_coefficients(totals, design.target)
         var = self._variance(engine, design, strata, totals, a, b)
-        reps = bootstrap_replicates(engine, exprs, per_bucket,
+        reps = fit_replicates(self, engine, exprs, per_bucket,
                                     self._statistic(design.target), self.bootstrap)
         cells = totals.reshape(-1, 2, 3)
         diag = {
