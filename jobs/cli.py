@@ -71,18 +71,39 @@ def main() -> None:  # pragma: no cover - console entry
 
 
 
-def refutation_table(refutations) -> str:
-    """A short table of the run's refutations: refuter, estimator, metric, RV, RV_α, passed."""
+def refutation_table(refutations, graph_validation=None) -> str:
+    """The run's refutations, one line each: refuter, estimator, metric, the effect it implies,
+    its p-value, what it measured (RV for sensitivity, the simulations' spread otherwise),
+    passed; then graph validation's verdict."""
     def number(value) -> str:
-        return "-" if value is None else f"{value:.4f}"
+        return "-" if value is None else f"{value:.4g}"
 
-    lines = ["", f"{'refuter':<14} {'estimator':<12} {'metric':<12} {'RV':>8} {'RV_alpha':>8}  passed"]
+    lines = ["", f"{'refuter':<24} {'estimator':<14} {'metric':<12} {'new effect':>10} {'p':>6}  {'measure':<18} passed"]
     for r in refutations:
         details = r.get("details") or {}
-        passed = "-" if r.get("passed") is None else ("yes" if r["passed"] else "no")
-        line = (f"{r['refuter']:<14} {r['estimator']:<12} {r['metric']:<12} {number(details.get('rv_q')):>8} "
-                f"{number(details.get('rv_qa')):>8}  {passed}")
+        passed = "-" if r.get("passed") is None else ("yes" if r["passed"] else "NO")
+        if "rv_qa" in details:
+            measure = f"RV_a {number(details['rv_qa'])}"
+        elif "sd" in details:
+            measure = f"sd {number(details['sd'])} (S={details.get('simulations')})"
+        elif "strongest" in details:
+            s = details["strongest"]
+            measure = f"CI {number(s['ci_low'])}..{number(s['ci_high'])}"
+        else:
+            measure = ""
+        line = (f"{r['refuter']:<24} {r['estimator']:<14} {r['metric']:<12} {number(r.get('new_effect')):>10} "
+                f"{number(r.get('p_value')):>6}  {measure:<18} {passed}")
         lines.append(line + (f"  ({details['reason']})" if "reason" in details else ""))
+    if graph_validation:
+        if graph_validation.get("passed") is None:
+            lines.append(f"graph validation: not run ({graph_validation.get('reason')})")
+        else:
+            tests = graph_validation.get("tests", [])
+            lines.append(f"graph validation: {len(tests)} implications tested, "
+                         f"{len(graph_validation.get('rejected', []))} rejected "
+                         f"({graph_validation.get('method')}, alpha={graph_validation.get('alpha')}), "
+                         f"{len(graph_validation.get('untested', []))} untested: "
+                         f"{'passed' if graph_validation['passed'] else 'FAILED'}")
     return "\n".join(lines)
 
 
@@ -110,8 +131,8 @@ def run(study: Annotated[str, typer.Argument(help="study YAML path or name under
         _fail(exc)
     write_results(result, output)
     console.print(str(result), highlight=False, markup=False)
-    if result.refutations:
-        console.print(refutation_table(result.refutations), highlight=False, markup=False)
+    if result.refutations or result.graph_validation:
+        console.print(refutation_table(result.refutations, result.graph_validation), highlight=False, markup=False)
     for line in result.warnings:
         if line in prepared.spec.ignored_fields():
             continue

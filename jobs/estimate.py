@@ -20,16 +20,14 @@ from pyspark.sql import functions as F
 
 from causal_core.errors import EstimationError, SpecError, WhybatchError
 from causal_core.estimators import BootstrapOptions, Estimator, get_estimator
-from causal_core.estimators.moment_batch import gram_exprs, unpack_symmetric
 from causal_core.estimators.results import EstimateResult
-from causal_core.moments.expr import Lit, col
-from causal_core.refuters.ovb_refuter import LinearModelGram, gram_names
-from causal_core.refuters.registry import Refutation, Refuter, get_refuter, refuter_names
+from causal_core.refuters.registry import Refutation, Refuter
 from causal_core.spec import EstimatorSpec, StudySpec
 from causal_core.study import (
     EstimateRow, Interval, ModelRequest, Selection, StudyResult, build_design, choose_estimators, gather_result,
     model_request, plan_study, treatment_obstacle,
 )
+from jobs.refute import make_refuters, refute_estimate, validate_graph_on_data
 from jobs.spark.collect import collect_small
 from jobs.warehouse.prepare import ModelFrame, build_model_frame
 from jobs.warehouse.read import describe_selection, read_study_frame
@@ -43,6 +41,7 @@ class _Fit:
 
     row: EstimateRow
     result: EstimateResult | None = None
+    estimator: Estimator | None = None
 
 
 def estimate_study(spark: SparkSession, spec: StudySpec, interval: Interval = Interval()) -> StudyResult:
@@ -60,7 +59,7 @@ def estimate_study(spark: SparkSession, spec: StudySpec, interval: Interval = In
     plans = plan_study(spec)
     seeds = iter(np.random.SeedSequence(spec.bootstrap.seed).spawn(10_000))
     fits: list[_Fit] = []
-    refuters = _make_refuters(spec)
+    refuters = make_refuters(spec)
     refutations: list[Refutation] = []
     rows_read = 0
     dropped: dict[str, int] = {}
@@ -87,9 +86,10 @@ def estimate_study(spark: SparkSession, spec: StudySpec, interval: Interval = In
                 for why, k in frame_dropped.items():
                     dropped[why] = max(dropped.get(why, 0), k)
             fits += [f for slot in slots for f in slot]
+    graph_validation = validate_graph_on_data(spark, spec, interval, refuters)
     return gather_result(spec, interval, plans, [f.row for f in fits], [f.result for f in fits if f.result],
                          rows_read=rows_read, dropped=dropped, seconds=time.perf_counter() - t0,
-                         refutations=refutations)
+                         refutations=refutations, graph_validation=graph_validation)
 
 
 def _fit_group(spark: SparkSession, spec: StudySpec, interval: Interval, metric: str, request: ModelRequest,
@@ -129,8 +129,10 @@ def _fit_group(spark: SparkSession, spec: StudySpec, interval: Interval, metric:
                 continue
             slots[i] = [_fit(selection, spec, m, metric, _child(seed, j), engine, name)
                         for j, ((name, m), engine) in enumerate(zip(parts, engines))]
-            if slots[i][0].result is not None and refutations is not None:
-                refutations += _refute(refuters, selection.name, model, engines[0], metric)
+            whole = slots[i][0]
+            if whole.estimator is not None and refutations is not None:
+                refutations += refute_estimate(refuters, whole.estimator, selection.name, model, metric,
+                                               _child(seed, len(parts)))
     finally:
         model.release()
     return model.n_rows, dict(model.dropped)
@@ -148,7 +150,7 @@ def _fit(selection: Selection, spec: StudySpec, model: ModelFrame, metric: str, 
             raise
         return _Fit(EstimateRow.not_estimated(selection.name, selection.strategy.name, metric, str(exc),
                                               segment=segment))
-    return _Fit(EstimateRow.from_result(result, model.facts()), result)
+    return _Fit(EstimateRow.from_result(result, model.facts()), result, est)
 
 
 def _make_estimator(es: EstimatorSpec, spec: StudySpec, seed: np.random.SeedSequence) -> Estimator:
@@ -160,40 +162,6 @@ def _make_estimator(es: EstimatorSpec, spec: StudySpec, seed: np.random.SeedSequ
     except TypeError as exc:
         raise SpecError(f"estimators.{es.name}: bad options {es.options_dict()}: {exc}",
                         ((f"estimators.{es.name}", str(exc)),)) from None
-
-
-def _make_refuters(spec: StudySpec) -> list[Refuter]:
-    """The spec's built refuters with their options (the others are ignored with a warning)."""
-    out = []
-    for rs in spec.refuters:
-        if rs.name not in refuter_names():
-            continue
-        try:
-            out.append(get_refuter(rs.name)(**rs.options_dict()))
-        except TypeError as exc:
-            raise SpecError(f"refuters.{rs.name}: bad options {rs.options_dict()}: {exc}",
-                            ((f"refuters.{rs.name}", str(exc)),)) from None
-    return out
-
-
-def _refute(refuters: Sequence[Refuter], estimator: str, model: ModelFrame, engine, metric: str) -> list[Refutation]:
-    """Every refuter of ``estimator``'s whole-frame estimate. The Gram matrix of (1, d, x, y)
-    over the kept rows takes one ungrouped totals pass through the engine the estimate used."""
-    chosen = [r for r in refuters if estimator in r.refutes]
-    if not chosen:
-        return []
-    names = gram_names(model.treatment, model.covariates, model.outcome)
-    terms = [Lit(1.0), *(col(c) for c in names[1:])]
-    gram = unpack_symmetric(engine.totals(gram_exprs(terms)).sums, len(terms))
-    summary = LinearModelGram(gram, names, model.treatment, model.outcome, model.covariates,
-                              sources=tuple(model.sources.items()), labels=tuple(model.labels.items()))
-    out = []
-    for refuter in chosen:
-        try:
-            out.append(refuter.refute(summary, estimator=estimator, metric=metric, segment="all"))
-        except EstimationError as exc:
-            out.append(Refutation(refuter.name, estimator, metric, "all", details={"reason": str(exc)}))
-    return out
 
 
 def _child(seed: np.random.SeedSequence, j: int) -> np.random.SeedSequence:

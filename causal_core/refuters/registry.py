@@ -8,8 +8,11 @@ moment summaries an adapter collected into a :class:`Refutation`.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+import numpy as np
 
 from causal_core.errors import SpecError
 from causal_core.json_values import json_native
@@ -39,14 +42,46 @@ class Refutation:
                             "passed": self.passed, "details": self.details})
 
 
+@dataclass(frozen=True)
+class FittedEstimate:
+    """What a refuter may read of one estimate: the estimator's name and its fitted object
+    (``bucket_statistic_`` for every estimator, ``layout_``/``grouped_`` for ols), the
+    estimate, the Gram summary of the additive linear model (``linear_gram``, for ols), and
+    the seed the refuter's simulations draw from."""
+
+    estimator: str
+    metric: str
+    segment: str
+    estimate: float
+    fitted: Any = None
+    linear_gram: Any = None
+    seed: np.random.SeedSequence = field(default_factory=lambda: np.random.SeedSequence(0))
+
+    def rng(self, refuter: str) -> np.random.Generator:
+        """The generator of ``refuter``'s simulations: a child of the estimate's seed keyed on
+        the refuter's name, so refuters draw independently and reruns draw the same."""
+        key = zlib.crc32(refuter.encode())
+        return np.random.default_rng(np.random.SeedSequence(self.seed.entropy,
+                                                            spawn_key=(*self.seed.spawn_key, key)))
+
+
 class Refuter:
-    """Base class. ``refutes``: the estimators whose estimates it challenges.
-    ``graph_variable_options``: options whose values must be observed graph variables
-    (the spec parser checks them)."""
+    """Base class. ``refutes``: the estimators whose estimates it challenges (None: every
+    estimator). ``graph_variable_options``: options whose values must be observed graph
+    variables (the spec parser checks them). ``study_level``: the refuter challenges the
+    study's graph, not an estimate (graph validation), and runs once per study."""
 
     name: ClassVar[str] = ""
-    refutes: ClassVar[frozenset[str]] = frozenset()
+    refutes: ClassVar[frozenset[str] | None] = frozenset()
     graph_variable_options: ClassVar[tuple[str, ...]] = ()
+    study_level: ClassVar[bool] = False
+
+    def applies_to(self, estimator: str) -> bool:
+        return not self.study_level and (self.refutes is None or estimator in self.refutes)
+
+    def refute_fit(self, fit: FittedEstimate) -> Refutation:
+        """The refutation of one fitted estimate; by default :meth:`refute` on its linear Gram."""
+        return self.refute(fit.linear_gram, estimator=fit.estimator, metric=fit.metric, segment=fit.segment)
 
     def refute(self, model: Any, *, estimator: str, metric: str, segment: str) -> Refutation:
         """The refutation of ``estimator``'s estimate of ``metric`` on ``segment`` from the
@@ -81,4 +116,6 @@ def refuter_names() -> tuple[str, ...]:
 
 def _load() -> None:
     # The refuter modules register themselves on import.
+    import causal_core.refuters.graph_refuter  # noqa: F401
     import causal_core.refuters.ovb_refuter  # noqa: F401
+    import causal_core.refuters.simulation  # noqa: F401

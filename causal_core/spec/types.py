@@ -22,15 +22,15 @@ TARGETS = ("ate", "att", "atc")
 
 TOP_FIELDS = (
     "name", "description", "data", "graph", "treatment", "outcome", "treatment_values", "design",
-    "derived", "encode", "target", "estimators", "bootstrap", "refuters", "segments", "checks",
+    "derived", "encode", "fixed_effects", "target", "estimators", "bootstrap", "refuters", "segments", "checks",
     "tracking", "schedule", "adjustment", "seed",
 )
 DATA_FIELDS = ("table", "path", "format", "partition_column", "unit_id", "where", "nulls", "buckets", "exact_sums")
 DESIGNS = ("observational", "experiment")
 FORMATS = ("parquet", "csv", "json", "orc", "delta")
 NULL_POLICIES = ("drop", "fail")
-REFUTERS = ("placebo_treatment", "random_common_cause", "data_subset", "dummy_outcome", "sensitivity",
-            "graph_validation")
+REFUTERS = ("placebo_treatment", "random_common_cause", "data_subset", "dummy_outcome", "unobserved_common_cause",
+            "sensitivity", "graph_validation")
 SCHEDULE_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly")
 class _Yaml12Loader(yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2 booleans: only true/false (any case form) are
@@ -124,6 +124,7 @@ class StudySpec:
     treatment_values: TreatmentValues = TreatmentValues()
     derived: tuple[tuple[str, str], ...] = ()
     encode: tuple[tuple[str, Any], ...] = ()
+    fixed_effects: tuple[str, ...] = ()  # many-level categories that ols and iv absorb
     target: str = "ate"
     estimators: tuple[EstimatorSpec, ...] = (EstimatorSpec("auto"),)
     bootstrap: BootstrapSpec = BootstrapSpec()

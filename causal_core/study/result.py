@@ -255,18 +255,27 @@ _TOP_FIELDS = ("version", "study", "run_key", "interval", "rows", "dropped_rows"
 
 def gather_result(spec: StudySpec, interval: Interval, plans: Mapping[str, EstimandPlan],
                   rows: Sequence[EstimateRow], fitted: Sequence[EstimateResult], *, rows_read: int,
-                  dropped: Mapping[str, int], seconds: float, refutations: Sequence[Any] = ()) -> StudyResult:
+                  dropped: Mapping[str, int], seconds: float, refutations: Sequence[Any] = (),
+                  graph_validation: Mapping[str, Any] | None = None) -> StudyResult:
     """The study's result from its estimate rows and the fitted results behind them: the
     estimators of one target compared through their paired replicates, and every
     warning a user must see (fields the spec accepts but nothing acts on, first);
-    ``refutations`` are values with ``to_dict`` (:class:`causal_core.refuters.registry.Refutation`)."""
+    ``refutations`` are values with ``to_dict`` (:class:`causal_core.refuters.registry.Refutation`);
+    a refutation that fails, and a graph the data reject, mark the results with a warning."""
     comparisons = compare_estimates(fitted)
+    refuted = tuple(f"refuter {r.refuter} failed for the {r.estimator} estimate of {r.metric}"
+                    for r in refutations if r.passed is False)
+    if graph_validation and graph_validation.get("passed") is False:
+        rejected = [f"{i['x']} ⊥ {i['y']}" + (f" | {', '.join(i['given'])}" if i["given"] else "")
+                    for i in graph_validation.get("rejected", ())]
+        refuted += (f"graph validation: the data reject {len(rejected)} implication(s) of the graph: "
+                    f"{'; '.join(rejected)}",)
     return StudyResult(
         study=spec.name, run_key=run_key(spec, interval), interval=interval, rows=rows_read, dropped_rows=dropped,
         plan=plans, estimates=tuple(rows), comparisons=tuple(comparisons),
-        warnings=(*spec.ignored_fields(), *study_warnings(fitted, comparisons, dropped)),
+        warnings=(*spec.ignored_fields(), *study_warnings(fitted, comparisons, dropped), *refuted),
         spec_hash=spec.spec_hash(), seconds=round(seconds, 3),
-        refutations=tuple(r.to_dict() for r in refutations),
+        refutations=tuple(r.to_dict() for r in refutations), graph_validation=graph_validation,
     )
 
 

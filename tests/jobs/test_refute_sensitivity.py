@@ -1,5 +1,6 @@
 """The sensitivity refuter in a Spark study, held to an independent statsmodels OLS fed to
-Cinelli & Hazlett's (2020) formulas, and its options checked when the spec is parsed."""
+Cinelli & Hazlett's (2020) formulas, and its options checked when the spec is parsed; the
+placebo and graph validation beside it."""
 
 from __future__ import annotations
 
@@ -48,11 +49,20 @@ def test_sensitivity_matches_statsmodels(spark, tmp_path):
     spark.createDataFrame([tuple(map(float, r)) for r in zip(x1, x2, d, y)], "x1 double, x2 double, d double, y double") \
         .write.mode("overwrite").parquet(str(tmp_path / "ovb"))
     spec = parse_spec(SPEC.replace("PATH", str(tmp_path / "ovb"))
-                      .replace("REFUTERS", "{sensitivity: {benchmarks: [x1]}}, placebo_treatment"))
-    assert spec.ignored_fields() == ("refuters: placebo_treatment: not built yet; ignored",)
+                      .replace("REFUTERS", "{sensitivity: {benchmarks: [x1]}}, placebo_treatment, graph_validation"))
+    assert spec.ignored_fields() == ()
     result = estimate_study(spark, spec)
 
-    (ref,) = result.refutations
+    ref, placebo = result.refutations
+    assert placebo["refuter"] == "placebo_treatment" and placebo["passed"] is True
+    assert placebo["details"]["simulations"] == 100 and abs(placebo["new_effect"]) < 3 * placebo["details"]["sd"]
+    # graph validation: the one implication x1 ⊥ x2, by Fisher's z on the same rows
+    (test,) = result.graph_validation["tests"]
+    r = np.corrcoef(x1, x2)[0, 1]
+    assert test["implication"] == {"x": "x1", "y": "x2", "given": []}
+    assert test["statistic"] == pytest.approx(math.atanh(r) * math.sqrt(n - 3), rel=1e-8)
+    assert test["p_value"] == pytest.approx(2 * stats.norm.sf(abs(math.atanh(r) * math.sqrt(n - 3))), rel=1e-8)
+    assert result.graph_validation["passed"] is (test["p_value"] > 0.05)
     assert (ref["refuter"], ref["estimator"], ref["metric"], ref["segment"]) == ("sensitivity", "ols", "y", "all")
     details = ref["details"]
 
@@ -108,9 +118,8 @@ def test_a_benchmark_must_be_a_graph_variable():
     assert "'x3' is not an observed variable" in dict(info.value.problems)["refuters.sensitivity.benchmarks"]
 
 
-def test_ignored_fields_name_only_unbuilt_refuters():
-    spec = parse_spec(SPEC.replace("PATH", "/nowhere")
-                      .replace("REFUTERS", "placebo_treatment, {sensitivity: {kd: [1]}}, data_subset"))
-    assert spec.ignored_fields() == ("refuters: placebo_treatment, data_subset: not built yet; ignored",)
-    built_only = parse_spec(SPEC.replace("PATH", "/nowhere").replace("REFUTERS", "sensitivity"))
-    assert built_only.ignored_fields() == ()
+def test_every_spec_refuter_is_built_so_none_is_ignored():
+    spec = parse_spec(SPEC.replace("PATH", "/nowhere").replace(
+        "REFUTERS", "placebo_treatment, {sensitivity: {kd: [1]}}, data_subset, dummy_outcome, random_common_cause, "
+                    "unobserved_common_cause, graph_validation"))
+    assert spec.ignored_fields() == ()
