@@ -1,4 +1,4 @@
-"""The demo warehouse: four partitioned tables simulated with known causal effects.
+"""The demo warehouse: five partitioned tables simulated with known causal effects.
 
 Random draws are the engines' draws (:mod:`causal_core.moments.draws`), built as Column
 expressions keyed on the row id, ``(xxhash64(id, seed, stream) >>> 11) * 2^-53``, so a
@@ -122,11 +122,29 @@ def weekly_sales(spark: SparkSession, n: int, seed: int = 4) -> tuple[DataFrame,
     return df.drop("id", "_u"), [("price_iv", "demand", "ate", -2.0)]
 
 
+def newsletter(spark: SparkSession, n: int, seed: int = 5) -> tuple[DataFrame, list[tuple]]:
+    """A hidden confounder: engaged readers both subscribe and order more. The study's graph
+    leaves engagement out (and the tenure -> prior orders edge), so its estimate of the
+    newsletter's effect on orders (truly 0.2) is biased, and its refuters say so."""
+    df = spark.range(n).select(
+        "id", F.col("id").alias("reader_id"), _day(4).alias("signup_date"), normal(seed, 1).alias("_engaged"),
+        F.floor(36.0 * uniform(seed, 2)).cast("int").alias("tenure_months"))
+    df = df.select("*", (1.0 + 0.05 * F.col("tenure_months") + 0.8 * F.col("_engaged") + normal(seed, 3))
+                   .alias("prior_orders"))
+    p = sigmoid(-0.6 + 0.3 * F.col("prior_orders") + 1.0 * F.col("_engaged"))
+    df = df.select("*", bernoulli(p, seed, 4).alias("subscribed"))
+    orders = (2.0 + 0.2 * F.col("subscribed") + 0.5 * F.col("prior_orders") + 0.02 * F.col("tenure_months")
+              + 1.0 * F.col("_engaged") + normal(seed, 5))
+    return df.select("*", orders.alias("orders")).drop("id", "_engaged"), [("newsletter_refutation", "orders",
+                                                                             "ate", 0.2)]
+
+
 TABLES = {
     "checkout_events": (checkout_events, "event_date"),
     "customers": (customers, "snapshot_date"),
     "ad_exposures": (ad_exposures, "event_date"),
     "weekly_sales": (weekly_sales, "week_start"),
+    "newsletter": (newsletter, "signup_date"),
 }
 
 
