@@ -189,3 +189,7 @@ def demo(rows: Annotated[int, typer.Option(help="rows per demo table")] = 200_00
         console.print(f"results files in {output}/")
     except WhybatchError as exc:
         _fail(exc)
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m jobs.cli
+    main()

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from causal_core.identification.plan import EstimandPlan
@@ -59,14 +60,14 @@ def test_tracking_uri_says_nothing_is_logged_yet(tmp_path):
 def test_accepted_but_unbuilt_fields_warn_and_help_lists_only_real_commands():
     out = runner.invoke(app, ["plan", str(ROOT / "conf/studies/discount_observational.yaml")])
     assert out.exit_code == 0, out.output
-    assert "refuters: placebo_treatment, random_common_cause, data_subset: not built yet; ignored" in out.output
+    assert "refuters" not in out.output  # every refuter is built
     assert "schedule: scheduling (the Airflow DAG factory) is not built yet; ignored" in out.output
     helped = runner.invoke(app, ["--help"])
     commands = {line.split()[1] for line in helped.output.splitlines() if line.startswith("│ ") and len(line.split()) > 2}
     assert {"plan", "run", "demo"} <= commands and "validate" not in helped.output
 
 
-def test_the_refutation_table_shows_rv_and_the_verdict():
+def test_the_refutation_table_shows_each_refuters_measure_and_verdict():
     from jobs.cli import refutation_table
 
     text = refutation_table([
@@ -74,8 +75,45 @@ def test_the_refutation_table_shows_rv_and_the_verdict():
          "details": {"rv_q": 0.25, "rv_qa": 0.125}},
         {"refuter": "sensitivity", "estimator": "ols", "metric": "visits", "passed": None,
          "details": {"reason": "benchmark 'age' has no term"}},
-    ])
+        {"refuter": "placebo_treatment", "estimator": "ipw", "metric": "spend", "passed": True, "new_effect": 0.01,
+         "p_value": 0.0, "details": {"sd": 0.05, "simulations": 100}},
+    ], {"passed": False, "tests": [{}, {}], "rejected": [{}], "untested": [], "method": "holm", "alpha": 0.05})
     rows = text.splitlines()
-    assert rows[1].split() == ["refuter", "estimator", "metric", "RV", "RV_alpha", "passed"]
-    assert rows[2].split() == ["sensitivity", "ols", "spend", "0.2500", "0.1250", "no"]
+    assert rows[1].split() == ["refuter", "estimator", "metric", "new", "effect", "p", "measure", "passed"]
+    assert rows[2].split() == ["sensitivity", "ols", "spend", "-", "-", "RV_a", "0.125", "NO"]
     assert rows[3].split()[:6] == ["sensitivity", "ols", "visits", "-", "-", "-"] and "no term" in rows[3]
+    assert rows[4].split() == ["placebo_treatment", "ipw", "spend", "0.01", "0", "sd", "0.05", "(S=100)", "yes"]
+    assert rows[5] == "graph validation: 2 implications tested, 1 rejected (holm, alpha=0.05), 0 untested: FAILED"
+
+
+@pytest.mark.slow
+def test_run_keeps_sparks_own_output_off_the_console(tmp_path):
+    """A fresh process: the JVM's start-up lines and log4j warnings go to the profile's log
+    file; the console shows whybatch's table only."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=500)
+    d = (rng.random(500) < 0.5).astype(int)
+    pd.DataFrame({"x": x, "d": d, "y": d + x + rng.normal(size=500)}).to_parquet(tmp_path / "t.parquet")
+    (tmp_path / "s.yaml").write_text(f"""name: quiet
+data: {{path: {tmp_path / 't.parquet'}, format: parquet}}
+graph: "x -> d -> y; x -> y"
+treatment: d
+outcome: y
+estimators: [ols]
+bootstrap: {{replicates: 20, seed: 1}}
+""")
+    log = ROOT / "logs" / "spark.log"
+    before = log.stat().st_size if log.exists() else 0
+    done = subprocess.run([sys.executable, "-m", "jobs.cli", "run", str(tmp_path / "s.yaml"), "--output",
+                           str(tmp_path / "r.json")], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "ols" in done.stdout and (tmp_path / "r.json").exists()
+    for chatter in ("log4j", "WARN", "incubator", "NativeCodeLoader", "setLogLevel"):
+        assert chatter not in done.stderr and chatter not in done.stdout, chatter
+    assert log.stat().st_size > before  # the JVM's lines went to the log file
