@@ -113,11 +113,14 @@ def run(study: Annotated[str, typer.Argument(help="study YAML path or name under
         end: Annotated[Optional[str], typer.Option(help="end of the interval (exclusive)")] = None,
         profile: Annotated[str, typer.Option(help="Spark profile in conf/spark/")] = "local",
         tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI")] = None,
-        output: Annotated[Path, typer.Option(help="where to write results.json")] = Path("results.json")) -> None:
+        output: Annotated[Path, typer.Option(help="where to write results.json")] = Path("results.json"),
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display (for schedulers)")] = False
+        ) -> None:
     """Estimate a study's effects on a partition interval and write results.json."""
     from jobs.entrypoints import prepare_run, write_results
     from jobs.estimate import estimate_study
-    from jobs.spark.session import build_session
+    from jobs.progress import SILENT, ConsoleProgress
+    from jobs.spark.session import build_session, log_files
 
     if tracking_uri:
         err.print(f"[yellow]warning:[/] --tracking-uri {tracking_uri}: MLflow logging is not built yet; "
@@ -125,8 +128,11 @@ def run(study: Annotated[str, typer.Argument(help="study YAML path or name under
     try:
         prepared = prepare_run(study, start=start, end=end, profile=profile)
         _warn_ignored(prepared.spec)
-        spark = build_session(prepared.profile)
-        result = estimate_study(spark, prepared.spec, prepared.interval)
+        progress = SILENT if quiet else ConsoleProgress(err)
+        with progress.stage(f"start Spark ({prepared.profile.name} profile)") as stage:
+            spark = build_session(prepared.profile)
+            stage.note = f"log: {log_files(prepared.profile)[0]}"
+        result = estimate_study(spark, prepared.spec, prepared.interval, progress=progress)
     except WhybatchError as exc:
         _fail(exc)
     write_results(result, output)

@@ -27,6 +27,7 @@ from causal_core.study import (
     EstimateRow, Interval, ModelRequest, Selection, StudyResult, build_design, choose_estimators, gather_result,
     model_request, plan_study, treatment_obstacle,
 )
+from jobs.progress import SILENT, Progress
 from jobs.refute import make_refuters, refute_estimate, validate_graph_on_data
 from jobs.spark.collect import collect_small
 from jobs.warehouse.prepare import ModelFrame, build_model_frame
@@ -44,7 +45,8 @@ class _Fit:
     estimator: Estimator | None = None
 
 
-def estimate_study(spark: SparkSession, spec: StudySpec, interval: Interval = Interval()) -> StudyResult:
+def estimate_study(spark: SparkSession, spec: StudySpec, interval: Interval = Interval(),
+                   progress: Progress = SILENT) -> StudyResult:
     """Run every estimator of the study on the interval; return the :class:`StudyResult`
     (results.json is its ``to_json()``).
 
@@ -53,7 +55,8 @@ def estimate_study(spark: SparkSession, spec: StudySpec, interval: Interval = In
     and they sum through one engine, which computes a pass they have in common once.
     Every estimator of one metric and contrast draws the same bootstrap weights (common
     random numbers), so the bootstrap of their difference comes free: estimators of one
-    target that disagree are reported in ``comparisons`` and ``warnings``.
+    target that disagree are reported in ``comparisons`` and ``warnings``. ``progress``
+    hears of each stage (:mod:`jobs.progress`).
     """
     t0 = time.perf_counter()
     plans = plan_study(spec)
@@ -81,12 +84,17 @@ def estimate_study(spark: SparkSession, spec: StudySpec, interval: Interval = In
             for request, members in groups.items():
                 group = [(i, selections[i], contrast_seed) for i in members]
                 rows, frame_dropped = _fit_group(spark, spec, interval, metric, request, group,
-                                                 (treated, control), slots, refuters, refutations)
+                                                 (treated, control), slots, refuters, refutations, progress)
                 rows_read = max(rows_read, rows)
                 for why, k in frame_dropped.items():
                     dropped[why] = max(dropped.get(why, 0), k)
             fits += [f for slot in slots for f in slot]
-    graph_validation = validate_graph_on_data(spark, spec, interval, refuters)
+    graph_validation = None
+    if any(r.study_level for r in refuters):
+        with progress.stage("graph validation") as stage:
+            graph_validation = validate_graph_on_data(spark, spec, interval, refuters)
+            if graph_validation and graph_validation.get("rows") is not None:
+                stage.rows = graph_validation["rows"]
     return gather_result(spec, interval, plans, [f.row for f in fits], [f.result for f in fits if f.result],
                          rows_read=rows_read, dropped=dropped, seconds=time.perf_counter() - t0,
                          refutations=refutations, graph_validation=graph_validation)
@@ -95,7 +103,7 @@ def estimate_study(spark: SparkSession, spec: StudySpec, interval: Interval = In
 def _fit_group(spark: SparkSession, spec: StudySpec, interval: Interval, metric: str, request: ModelRequest,
                group: list[tuple[int, Selection, np.random.SeedSequence]], contrast: tuple[Any, Any],
                slots: list[list[_Fit]], refuters: Sequence[Refuter] = (),
-               refutations: list[Refutation] | None = None) -> tuple[int, dict[str, int]]:
+               refutations: list[Refutation] | None = None, progress: Progress = SILENT) -> tuple[int, dict[str, int]]:
     """Prepare one model frame and fit every estimator of ``group`` on it (whole frame, then
     each segment); fits go to ``slots`` at the estimators' positions, and the refutations of
     the whole-frame estimates to ``refutations``. Returns the rows kept and the rows left
@@ -107,15 +115,20 @@ def _fit_group(spark: SparkSession, spec: StudySpec, interval: Interval, metric:
         | set(request.instruments) | set(request.discrete) | set(spec.segments)
     if spec.data.unit_id:
         columns.add(spec.data.unit_id)
-    raw = read_study_frame(spark, spec, sorted(columns), start=interval.start, end=interval.end)
-    try:
-        model = build_model_frame(raw, spec, metric, request, treated=treated, control=control,
-                                  n_buckets=spec.data.buckets,
-                                  selection=describe_selection(spec, interval.start, interval.end))
-    except EstimationError as exc:
-        for i, selection, _ in group:
-            slots[i] = [_Fit(EstimateRow.not_estimated(selection.name, selection.strategy.name, metric, str(exc)))]
-        return 0, {}
+    names = ", ".join(selection.name for _, selection, _ in group)
+    with progress.stage(f"read and prepare {metric} for {names}") as stage:
+        raw = read_study_frame(spark, spec, sorted(columns), start=interval.start, end=interval.end)
+        try:
+            model = build_model_frame(raw, spec, metric, request, treated=treated, control=control,
+                                      n_buckets=spec.data.buckets,
+                                      selection=describe_selection(spec, interval.start, interval.end))
+        except EstimationError as exc:
+            for i, selection, _ in group:
+                slots[i] = [_Fit(EstimateRow.not_estimated(selection.name, selection.strategy.name, metric,
+                                                           str(exc)))]
+            stage.note = "not estimated"
+            return 0, {}
+        stage.rows = model.n_rows
     try:
         parts = [("all", model)] + [(f"{c}={_level_text(model, c, level)}", _filter(model, c, level))
                                     for c in spec.segments for level in _segment_levels(model, c)]
@@ -127,12 +140,16 @@ def _fit_group(spark: SparkSession, spec: StudySpec, interval: Interval, metric:
                 slots[i] = [_Fit(EstimateRow.not_estimated(selection.name, selection.strategy.name, metric,
                                                            obstacle))]
                 continue
-            slots[i] = [_fit(selection, spec, m, metric, _child(seed, j), engine, name)
-                        for j, ((name, m), engine) in enumerate(zip(parts, engines))]
+            with progress.stage(f"{selection.name} on {metric}" + (f" ({len(parts)} segments)"
+                                                                  if len(parts) > 1 else "")):
+                slots[i] = [_fit(selection, spec, m, metric, _child(seed, j), engine, name)
+                            for j, ((name, m), engine) in enumerate(zip(parts, engines))]
             whole = slots[i][0]
-            if whole.estimator is not None and refutations is not None:
-                refutations += refute_estimate(refuters, whole.estimator, selection.name, model, metric,
-                                               _child(seed, len(parts)))
+            if whole.estimator is not None and refutations is not None and any(
+                    r.applies_to(selection.name) for r in refuters):
+                with progress.stage(f"refute {selection.name} on {metric}"):
+                    refutations += refute_estimate(refuters, whole.estimator, selection.name, model, metric,
+                                                   _child(seed, len(parts)))
     finally:
         model.release()
     return model.n_rows, dict(model.dropped)
