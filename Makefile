@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,tracking,airflow]'
+	# GrowthBook's stats engine, the tests' reference for experiment statistics: it pins
+	# numpy<2 and pandas<2, which its statistics modules do not need
+	$(PY) -m pip install --quiet --no-deps 'gbstats==0.8.0'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

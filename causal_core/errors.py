@@ -38,3 +38,8 @@ class DataCheckError(WhybatchError):
 class ResultsError(WhybatchError):
     """A results value or document that is not whybatch's results.json: the message names
     the field and what was expected."""
+
+
+class TrackingError(WhybatchError):
+    """MLflow could not record a run: the store is unreachable or refused a write. The
+    message names the tracking URI; results.json, written before tracking, is kept."""

@@ -27,7 +27,8 @@ def test_causal_core_source_imports_no_platform_library():
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-CORE_PACKAGES = ("graph", "identification", "formulas", "spec", "moments", "estimators", "refuters", "study")
+CORE_PACKAGES = ("graph", "identification", "formulas", "spec", "moments", "estimators", "refuters", "study",
+                 "experiments")
 
 
 def test_importing_causal_core_loads_no_platform_library():
