@@ -112,19 +112,25 @@ def run(study: Annotated[str, typer.Argument(help="study YAML path or name under
         start: Annotated[Optional[str], typer.Option(help="first partition (inclusive), e.g. 2026-11-01")] = None,
         end: Annotated[Optional[str], typer.Option(help="end of the interval (exclusive)")] = None,
         profile: Annotated[str, typer.Option(help="Spark profile in conf/spark/")] = "local",
-        tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI")] = None,
+        tracking_uri: Annotated[Optional[str], typer.Option(
+            "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else mlflow.db here)")] = None,
+        track: Annotated[bool, typer.Option("--track/--no-track", help="log to MLflow and the results table")] = True,
         output: Annotated[Path, typer.Option(help="where to write results.json")] = Path("results.json"),
+        report: Annotated[Optional[Path], typer.Option(help="where to write report.html (default: beside results.json)")
+                          ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display (for schedulers)")] = False
         ) -> None:
-    """Estimate a study's effects on a partition interval and write results.json."""
-    from jobs.entrypoints import prepare_run, write_results
-    from jobs.estimate import estimate_study
+    """Check the data, estimate and refute a study on a partition interval; write results.json
+    and report.html, log the run to MLflow and its rows to the results table."""
+    import logging
+
+    from jobs.entrypoints import execute, prepare_run
     from jobs.progress import SILENT, ConsoleProgress
     from jobs.spark.session import build_session, log_files
 
-    if tracking_uri:
-        err.print(f"[yellow]warning:[/] --tracking-uri {tracking_uri}: MLflow logging is not built yet; "
-                  "nothing is logged (results.json is still written)", highlight=False)
+    for noisy in ("mlflow", "alembic"):  # store migrations and run notices: not the user's business
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
     try:
         prepared = prepare_run(study, start=start, end=end, profile=profile)
         _warn_ignored(prepared.spec)
@@ -132,10 +138,10 @@ def run(study: Annotated[str, typer.Argument(help="study YAML path or name under
         with progress.stage(f"start Spark ({prepared.profile.name} profile)") as stage:
             spark = build_session(prepared.profile)
             stage.note = f"log: {log_files(prepared.profile)[0]}"
-        result = estimate_study(spark, prepared.spec, prepared.interval, progress=progress)
+        result = execute(spark, prepared, output=output, tracking_uri=tracking_uri, track=track,
+                         report=report if report is not None else output.with_name("report.html"), progress=progress)
     except WhybatchError as exc:
         _fail(exc)
-    write_results(result, output)
     console.print(str(result), highlight=False, markup=False)
     if result.refutations or result.graph_validation:
         console.print(refutation_table(result.refutations, result.graph_validation), highlight=False, markup=False)
@@ -143,7 +149,13 @@ def run(study: Annotated[str, typer.Argument(help="study YAML path or name under
         if line in prepared.spec.ignored_fields():
             continue
         err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, markup=True, soft_wrap=True)
-    console.print(f"wrote {output}")
+    for row in (result.checks or {}).get("rows", []):
+        if not row.get("success") and row.get("severity") == "warning":
+            err.print(f"[yellow]check:[/] {escape(str(row.get('message')))}", highlight=False)
+    console.print(f"wrote {output}" + (f" and {report or output.with_name('report.html')}"))
+    if result.mlflow:
+        console.print(f"MLflow run {result.mlflow['run_id']} in {result.mlflow['tracking_uri']} "
+                      f"(browse: mlflow ui --backend-store-uri {result.mlflow['tracking_uri']})")
     if result.failed and not result.estimated:
         raise typer.Exit(EXIT_STUDY_FAILED)
 

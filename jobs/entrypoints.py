@@ -7,13 +7,14 @@ milliseconds and exits 2, not a 20-second start and a JVM traceback.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from causal_core.errors import SpecError
+from causal_core.errors import DataCheckError, SpecError, TrackingError, WhybatchError
 from causal_core.spec import StudySpec, load_spec
 from causal_core.study import Interval, StudyResult
+from jobs.progress import SILENT, Progress
 from jobs.spark.session import PROJECT_DIR, SparkProfile, load_profile
 from jobs.warehouse.read import check_interval, check_source
 
@@ -46,8 +47,12 @@ class PreparedRun:
 
 def prepare_run(study: str | Path | StudySpec, *, start: str | None = None, end: str | None = None,
                 profile: str | SparkProfile = "local") -> PreparedRun:
-    """Load the spec and check the profile, the interval and a local data path (no Spark)."""
+    """Load the spec and check the profile, the interval, a local data path and the
+    ``checks:`` section (no Spark)."""
+    from jobs.checks import check_options
+
     spec = study if isinstance(study, StudySpec) else load_spec(resolve_study(study))
+    check_options(spec)
     prof = profile if isinstance(profile, SparkProfile) else load_profile(profile)
     check_interval(spec, start, end)
     check_source(spec)
@@ -56,24 +61,136 @@ def prepare_run(study: str | Path | StudySpec, *, start: str | None = None, end:
 
 def run_study(study: str | Path | StudySpec, *, start: str | None = None, end: str | None = None,
               profile: str | SparkProfile = "local", output: str | Path | None = None,
-              spark: Any = None) -> StudyResult:
+              spark: Any = None, tracking_uri: str | None = None, track: bool = False,
+              report: str | Path | None = None, progress: Progress = SILENT) -> StudyResult:
     """Run a study on the partitions in ``[start, end)`` and return its :class:`StudyResult`
     (written to ``output`` as results.json when given).
 
     ``study`` is a YAML path, a study name under ``conf/studies/`` or a parsed
     :class:`StudySpec`; ``spark`` an existing SparkSession (default: one built from
-    ``profile``). Bad input raises :class:`causal_core.SpecError` before Spark starts;
-    data that fail their checks raise :class:`causal_core.DataCheckError`.
+    ``profile``). The data checks run first; with ``track`` the run is logged to MLflow
+    (``tracking_uri``, default the project's SQLite store) and its rows written to the
+    ``whybatch_results`` table; ``report`` writes report.html there. Bad input raises
+    :class:`causal_core.SpecError` before Spark starts; data that fail a critical check
+    raise :class:`causal_core.DataCheckError`; an unreachable tracking store raises
+    :class:`causal_core.TrackingError` after results.json is written.
     """
-    from jobs.estimate import estimate_study
     from jobs.spark.session import build_session
 
     prepared = prepare_run(study, start=start, end=end, profile=profile)
     session = spark if spark is not None else build_session(prepared.profile)
-    result = estimate_study(session, prepared.spec, prepared.interval)
+    return execute(session, prepared, output=output, tracking_uri=tracking_uri, track=track, report=report,
+                   progress=progress)
+
+
+def check_data(spark: Any, prepared: PreparedRun, progress: Progress = SILENT):
+    """The data checks on the interval's rows (a :class:`jobs.checks.CheckReport`); the
+    frame is cached for the suite's passes and released after."""
+    from jobs.checks import needed_columns, run_checks
+    from jobs.warehouse.read import add_derived, apply_where, describe_selection, filter_interval, load_source
+
+    spec, interval = prepared.spec, prepared.interval
+    with progress.stage("data checks (Great Expectations)") as stage:
+        df = load_source(spark, spec.data)
+        df = add_derived(apply_where(filter_interval(df, spec.data.partition_column, interval.start, interval.end),
+                                     spec.data.where), spec.derived)
+        wanted = [c for c in needed_columns(spec, df.columns) if c in df.columns]
+        if spec.data.partition_column and spec.data.partition_column not in wanted:
+            wanted.append(spec.data.partition_column)
+        frame = df.select(*wanted).cache()
+        try:
+            report = _name_all_null_columns(run_checks(spark, spec, frame, end=interval.end), frame,
+                                            describe_selection(spec, interval.start, interval.end))
+        finally:
+            frame.unpersist()
+        failed = report.critical_failures
+        stage.note = f"{len(report.rows)} checks, {len(failed)} critical failures, {len(report.warnings)} warnings"
+    if any(r.check == "min_rows" and r.observed == 0 for r in failed):
+        # nothing to check: the column types of an empty file say nothing, so only this is said
+        raise DataCheckError(f"0 rows in {describe_selection(spec, interval.start, interval.end)}: nothing to "
+                             "check or estimate")
+    return report
+
+
+def _name_all_null_columns(report, frame, selection: str):
+    """A column that is null in every row has no type to check (a CSV reader calls it text):
+    its failed type check says it is all null instead (one count over the cached frame)."""
+    from pyspark.sql import functions as F
+
+    typed = [r for r in report.critical_failures if r.check == "column_types" and r.column in frame.columns]
+    if not typed:
+        return report
+    counts = frame.agg(F.count(F.lit(1)).alias("__n"), *(F.count(r.column).alias(r.column) for r in typed)).first()
+    n = counts["__n"]
+    named = {r.column: replace(r, message=f"{r.message.split(' ')[0]} {r.column!r} is null in all {n:,} rows of "
+                                          f"{selection}") for r in typed if n and counts[r.column] == 0}
+    return replace(report, rows=tuple(named.get(r.column, r) if r in typed else r for r in report.rows))
+
+
+def execute(spark: Any, prepared: PreparedRun, *, output: str | Path | None = None, tracking_uri: str | None = None,
+            track: bool = False, report: str | Path | None = None, progress: Progress = SILENT) -> StudyResult:
+    """Checks -> estimates, refutations -> results.json -> report -> results table -> MLflow,
+    on a session that is already up (see :func:`run_study`). A run that fails its checks
+    or cannot be estimated is logged as FAILED when tracked, then raises."""
+    from jobs.checks import fit_checks, raise_for_critical
+    from jobs.estimate import estimate_study
+
+    spec, interval = prepared.spec, prepared.interval
+    try:
+        checks = check_data(spark, prepared, progress)
+        raise_for_critical(checks)
+        result = estimate_study(spark, spec, interval, progress=progress)
+    except DataCheckError as exc:
+        if track:
+            _log_failure(prepared, str(exc), tracking_uri)
+        raise
+    checks = checks.with_rows(fit_checks(result))
+    result = replace(result, checks=checks.to_dict())
     if output is not None:
         write_results(result, output)
+    artifacts = {}
+    if report is not None:
+        with progress.stage("report"):
+            artifacts["report.html"] = write_report_for(spark, result, spec, report, track)
+    if track:
+        from jobs.tracking.mlflow_runs import log_study
+        from jobs.tracking.results_table import write_results_table
+
+        with progress.stage("results table whybatch_results") as stage:
+            stage.rows = write_results_table(spark, result)
+        checks_file = Path(output).with_name("checks.json") if output is not None else None
+        if checks_file is not None:
+            import json
+
+            checks_file.write_text(json.dumps(checks.to_json_dict(), indent=1, default=str), encoding="utf-8")
+            artifacts["checks.json"] = checks_file
+        with progress.stage("MLflow") as stage:
+            result = log_study(result, spec, tracking_uri=tracking_uri, artifacts=artifacts)
+            stage.note = f"run {result.mlflow['run_id']} at {result.mlflow['tracking_uri']}"
+        if output is not None:
+            write_results(result, output)
     return result
+
+
+def write_report_for(spark: Any, result: StudyResult, spec: StudySpec, path: str | Path, history: bool) -> Path:
+    """report.html for ``result``; a tracked study's report charts its past intervals."""
+    from jobs.report import write_report
+
+    past = None
+    if history:
+        from jobs.tracking.results_table import read_history
+
+        past = read_history(spark, spec.name)
+    return write_report(result, path, spec=spec, history=past)
+
+
+def _log_failure(prepared: PreparedRun, reason: str, tracking_uri: str | None) -> None:
+    from jobs.tracking.mlflow_runs import log_failed_run
+
+    try:
+        log_failed_run(prepared.spec, prepared.interval, reason, tracking_uri=tracking_uri)
+    except TrackingError:
+        pass  # the failure itself is what the caller reports
 
 
 def write_results(result: StudyResult, path: str | Path) -> Path:

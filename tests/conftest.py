@@ -9,6 +9,21 @@ import tempfile
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tracking_store():
+    """Runs that track (the CLI's default) log to a SQLite store of the test session, never
+    to the project's mlflow.db."""
+    root = tempfile.mkdtemp(prefix="whybatch-test-mlflow-")
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root}/mlflow.db"
+    yield os.environ["MLFLOW_TRACKING_URI"]
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def spark():
     """A real local Spark session: 2 cores, few shuffle partitions, UI off."""

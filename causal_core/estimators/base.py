@@ -29,7 +29,11 @@ class ModelRoles:
     ``variables`` and ``expression`` serve estimators that fit on the raw discrete
     variables (``uses_raw_variables``): those variables and the estimand expression (a
     ``causal_core.formulas.formula.Formula``).
-    ``labels`` maps frame columns to the names users wrote, so errors name those.
+    ``labels`` maps frame columns to the names users wrote, so errors name those, and
+    ``sources`` maps a covariate column to the graph variable it encodes.
+    ``fixed_effects`` holds ``(column, levels)`` pairs: level-coded columns (0 .. levels - 1)
+    of many-level categories that estimators which absorb them (``absorbs_fixed_effects``)
+    take out by the within transformation instead of as covariates.
 
     ``strategy`` names the plan's strategy the fit serves (``backdoor.optimal``) and
     ``kind`` its kind (``backdoor``; by default the strategy's own name, as in a design
@@ -53,6 +57,8 @@ class ModelRoles:
     treated_value: Any = 1
     control_value: Any = 0
     labels: tuple[tuple[str, str], ...] = ()
+    sources: tuple[tuple[str, str], ...] = ()
+    fixed_effects: tuple[tuple[str, int], ...] = ()
     contrast: str = ""
     segment: str = "all"
 
@@ -67,6 +73,10 @@ class ModelRoles:
             object.__setattr__(self, "metric", self.outcome)
         if not self.kind:
             object.__setattr__(self, "kind", self.strategy)
+        for column, levels in self.fixed_effects:
+            if not (isinstance(levels, int) and levels >= 1) or column in (self.treatment, self.outcome):
+                raise EstimationError(f"fixed effect {column!r}: expected a level-coded column other than the "
+                                      f"treatment and outcome, with at least 1 level, got {levels!r}")
         overlap = set(self.covariates) & {self.treatment, self.outcome}
         if overlap:
             raise EstimationError(f"covariates must not include the treatment or outcome: {sorted(overlap)}")
@@ -89,6 +99,8 @@ class Estimator:
     ``binary_treatment``: the estimator needs a treatment coded 0/1. ``uses_raw_variables``:
     it fits on the graph's discrete variables as stored (string ones level-coded), not on
     the encoded model terms, so its design names the raw treatment and outcome columns.
+    ``absorbs_fixed_effects``: it takes the study's ``fixed_effects`` out by the within
+    transformation (the others need those variables encoded as covariates).
     Which strategy kinds an estimator admits is not a class attribute: the one table in
     :mod:`causal_core.identification.admissible` says it (:meth:`admitted_kinds`).
     """
@@ -97,6 +109,7 @@ class Estimator:
     targets: ClassVar[frozenset[str]] = frozenset({"ate"})
     binary_treatment: ClassVar[bool] = False
     uses_raw_variables: ClassVar[bool] = False
+    absorbs_fixed_effects: ClassVar[bool] = False
 
     def fit(self, engine, design: ModelRoles) -> Estimator:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -13,6 +13,13 @@ cluster-robust by unit; ``cov_type="nonrobust"`` gives ``s^2 (X'P_Z X)^-1``, wha
 statsmodels' IV2SLS reports. The first stage's partial F of the excluded instruments
 (nonrobust, and HC1/cluster-robust Wald / r) is in the diagnostics, with a warning below
 10 (Staiger & Stock 1997; Stock & Yogo 2005).
+
+With an absorbed fixed effect (``ModelRoles.fixed_effects``) 2SLS runs on the within Gram of
+``(1, d, w, z, y)`` (:mod:`causal_core.estimators.absorb`): one intercept per level in both
+stages, the coefficients of 2SLS with G level dummies among the exogenous regressors; the
+second pass reads the within columns by level code, and every small-sample factor and the
+first-stage F count the G - 1 absorbed intercepts (a cluster-robust one not, when the fixed
+effect is nested in the clusters).
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ from __future__ import annotations
 import numpy as np
 
 from causal_core.errors import EstimationError
+from causal_core.estimators.absorb import absorbed_k, check_within, within_pass
 from causal_core.estimators.base import BootstrapOptions, ModelRoles, Estimator, register
 from causal_core.estimators.inference import fit_replicates, check_options, coefficient_row, summarize
 from causal_core.estimators.linear import (
-    batched_solve, check_regressors, column_gram, n_clusters, sandwich, score_meat, small_sample_factor,
+    GramPass, batched_solve, check_regressors, cluster_factor, column_gram, hc1_factor, n_clusters, sandwich,
+    score_meat,
 )
 from causal_core.estimators.moment_batch import unpack_symmetric
 from causal_core.moments.expr import linear
@@ -46,10 +55,11 @@ class _Index:
         self.y = 2 + p + r
 
 
-def partial_f(g: np.ndarray, ix: _Index) -> float:
+def partial_f(g: np.ndarray, ix: _Index, absorbed: int = 0) -> float:
     """Nonrobust first-stage F of the excluded instruments: the F-test of ``b_z = 0`` in
-    ``d ~ Z`` from the moments (Wooldridge 2010, §5.2.1)."""
-    n, kz, ex = g[0, 0], len(ix.z), ix.excluded
+    ``d ~ Z`` from the moments (Wooldridge 2010, §5.2.1); ``absorbed`` intercepts of a within
+    Gram count as regressors."""
+    n, kz, ex = g[0, 0], len(ix.z) + absorbed, ix.excluded
     zz_inv = np.linalg.inv(g[np.ix_(ix.z, ix.z)])
     fs = zz_inv @ g[ix.z, 1]
     sigma2 = (g[1, 1] - fs @ g[ix.z, 1]) / (n - kz) if n > kz else float("nan")
@@ -75,6 +85,7 @@ class IV(Estimator):
     name = "iv"
     targets = frozenset({"ate", "late"})
     binary_treatment = False
+    absorbs_fixed_effects = True
 
     def __init__(self, *, cov_type: str = "HC1", bootstrap: BootstrapOptions = BootstrapOptions(),
                  level: float | None = None, ci_method: str | None = None) -> None:
@@ -101,15 +112,18 @@ class IV(Estimator):
         self._check(design)
         ix = _Index(design)
         gp = column_gram(engine, ix.columns)
-        g = gp.gram()
         lab = design.label
         x_names = ["const", lab(design.treatment), *map(lab, design.covariates)]
         z_names = ["const", *map(lab, design.instruments), *map(lab, design.covariates)]
-        check_regressors(g[np.ix_(ix.x, ix.x)], x_names, role={x_names[1]: "treatment"})
-        check_regressors(g[np.ix_(ix.z, ix.z)], z_names, role={z: "instrument" for z in z_names[1:1 + len(
-            design.instruments)]})
+        roles = ({x_names[1]: "treatment"}, {z: "instrument" for z in z_names[1:1 + len(design.instruments)]})
+        self.within_ = None
+        if design.fixed_effects:
+            gp = self._absorb(engine, design, gp, ix, (x_names, z_names), roles)
+        g = gp.gram()
+        check_regressors(g[np.ix_(ix.x, ix.x)], x_names, role=roles[0])
+        check_regressors(g[np.ix_(ix.z, ix.z)], z_names, role=roles[1])
 
-        f_plain = partial_f(g, ix)
+        f_plain = partial_f(g, ix, self._absorbed())
         if not (np.isfinite(f_plain) and f_plain > 1e-12):
             raise EstimationError(f"iv: instruments {[lab(z) for z in design.instruments]} do not predict the "
                                   f"treatment {lab(design.treatment)!r} beyond the covariates (first-stage F = 0)")
@@ -122,10 +136,36 @@ class IV(Estimator):
         diagnostics.update(self._first_stage(engine, design, ix, g, pi[0][:, 1], f_plain, m_vv))
         reps = fit_replicates(self, engine, gp.exprs, gp.moments, statistic, self.bootstrap)
         diagnostics["recentred"] = bool(gp.shift)
+        if self.within_ is not None:
+            diagnostics["fixed_effects"] = {"variable": self.within_.label, "levels": self.within_.groups,
+                                            "absorbed": self.within_.absorbed, "nested_in_buckets": self.within_.nested}
         self.result_ = summarize(self.name, design, estimate=float(beta[0, 1]), analytic_se=se,
                                  n=int(round(g[0, 0])), replicates=reps, bootstrap=self.bootstrap,
                                  ci_method=self.ci_method, level=self.level, diagnostics=diagnostics)
         return self
+
+    def _absorb(self, engine, design: ModelRoles, gp: GramPass, ix: _Index, names: tuple, roles: tuple) -> GramPass:
+        """The within form of pass 1: per-bucket within Grams, and row terms less their level
+        means (for the second pass and the exact row-level bootstrap)."""
+        m = len(gp.terms)
+        self.within_ = within = within_pass(engine, gp.terms, design, unpack_symmetric(gp.moments, m), "iv: ")
+        raw = gp.gram()
+        for cols, labels, role in zip((ix.x, ix.z), names, roles):
+            cut = np.ix_(cols, cols)
+            check_within(within.total()[cut], raw[cut], labels, within.label, "iv: ", role=role)
+        terms = tuple(within.within_terms(gp.terms))
+        return GramPass(terms, tuple(within.within_gram_exprs(gp.terms, range(m))), within.flat(range(m)),
+                        gp.shift)
+
+    def _absorbed(self, clustered: bool = False) -> int:
+        """Absorbed intercepts a degrees-of-freedom count adds (module docstring)."""
+        return 0 if self.within_ is None else absorbed_k(self.within_, 0, clustered=clustered)
+
+    def _factor(self, engine, n: float, k: int, clustered: bool) -> float:
+        """HC1's or the cluster-robust small-sample factor, absorbed intercepts counted."""
+        if clustered:
+            return cluster_factor(n, k + self._absorbed(True), n_clusters(engine))
+        return hc1_factor(n, k + self._absorbed())
 
     def _analytic(self, engine, design: ModelRoles, gp, ix: _Index, g: np.ndarray, beta: np.ndarray,
                   pi: np.ndarray) -> tuple[dict, float, np.ndarray]:
@@ -141,10 +181,10 @@ class IV(Estimator):
         m_ee, m_vv = meat[:kz, :kz], meat[kz:, kz:]
         xhx_inv = np.linalg.inv(g[np.ix_(ix.x, ix.z)] @ pi)
         if self.cov_type == "nonrobust":
-            v_beta = m_ee[0, 0] / (n - kx) * xhx_inv
+            v_beta = m_ee[0, 0] / (n - kx - self._absorbed()) * xhx_inv
         else:
             h = xhx_inv @ pi.T
-            v_beta = small_sample_factor(engine, n, kx, clustered=design.clustered) * sandwich(h, m_ee)
+            v_beta = self._factor(engine, n, kx, design.clustered) * sandwich(h, m_ee)
         diagnostics = {"n": int(round(n)), "cov_type": "cluster" if design.clustered else self.cov_type,
                        "n_instruments": len(design.instruments),
                        "wald_ratio": len(design.instruments) == 1 and not design.covariates,
@@ -160,7 +200,7 @@ class IV(Estimator):
         n, kz, r, ex = g[0, 0], len(ix.z), len(ix.excluded), ix.excluded
         b = fs[ex]
         zz_inv = np.linalg.inv(g[np.ix_(ix.z, ix.z)])
-        v_fs = small_sample_factor(engine, n, kz, clustered=design.clustered) * sandwich(zz_inv, m_vv)
+        v_fs = self._factor(engine, n, kz, design.clustered) * sandwich(zz_inv, m_vv)
         f_robust = float(b @ np.linalg.solve(v_fs[np.ix_(ex, ex)], b) / r)
         out = {"first_stage_f": f_plain, "first_stage_f_robust": f_robust,
                "first_stage_coefs": {design.label(z): float(c) for z, c in zip(design.instruments, b)}}

@@ -41,6 +41,11 @@ score, which every cov_type reports — and leaves the range and shares ``None``
 :class:`~causal_core.estimators.weighting.PropensityWarning` says when the arms' ranges do not intersect or more than a
 tenth of the rows lie beyond [0.05, 0.95]: there the effect is the outcome model's
 extrapolation.
+
+With an absorbed fixed effect (``ModelRoles.fixed_effects``, the spec's ``fixed_effects``)
+the model is additive with one intercept per level: :mod:`causal_core.estimators.ols_absorbed`.
+Every fit leaves ``linear_gram_``, the Gram of ``(1, d, x, y)`` over the kept rows (the within
+Gram with a fixed effect), which the sensitivity refuters read.
 """
 
 from __future__ import annotations
@@ -57,7 +62,9 @@ from causal_core.estimators.linear import (
     CONSTANT_TOL, check_arm_regressors, check_regressors, cluster_factor, n_clusters, positivity_message,
     recentring_shift, score_meat, score_squares, small_sample_factor, support_gaps,
 )
+from causal_core.estimators.linear_model_gram import LinearModelGram, gram_names
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, times, unpack_symmetric
+from causal_core.estimators.ols_absorbed import fit_absorbed
 from causal_core.estimators.ols_gram import Layout, arm_grams, effect_statistic, grouped_pass, target_means
 from causal_core.estimators.score_quantiles import overlap_batch
 from causal_core.estimators.weighting import extrapolation_warnings, issue_warnings, overlap_diagnostic
@@ -109,6 +116,7 @@ class OLS(Estimator):
     name = "ols"
     targets = frozenset({"ate", "att", "atc"})
     binary_treatment = False
+    absorbs_fixed_effects = True
 
     def __init__(self, *, interactions: bool | None = None, cov_type: str = "HC1",
                  bootstrap: BootstrapOptions = BootstrapOptions(), level: float | None = None,
@@ -147,6 +155,8 @@ class OLS(Estimator):
 
     def fit(self, engine, design: ModelRoles) -> OLS:
         self._check(design)
+        if design.fixed_effects:
+            return fit_absorbed(self, engine, design)
         layout = Layout(design, interactions=False)
         grouped = grouped_pass(engine, layout)
         layout = self._layout(design, grouped)
@@ -171,6 +181,10 @@ class OLS(Estimator):
         analytic = self._analytic(engine, design, layout, g, moments, score)
         reps = fit_replicates(self, engine, exprs, moments, statistic, self.bootstrap)
         self.layout_, self.grouped_ = layout, grouped  # the simulation refuters re-solve from these
+        self.linear_gram_ = LinearModelGram(  # shifted columns change no sensitivity statistic
+            unpack_symmetric(grouped.sum(axis=(0, 1)), len(layout.base)),
+            gram_names(design.treatment, design.covariates, design.outcome), design.treatment, design.outcome,
+            design.covariates, sources=design.sources, labels=design.labels)
         diagnostics = analytic.pop("diagnostics")
         diagnostics["recentred"] = bool(shift)
         warns = diagnostics.setdefault("warnings", [])

@@ -192,6 +192,25 @@ class RowPoisson(Expr):
     seed: int
 
 
+@dataclass(frozen=True, eq=True)
+class Lookup(Expr):
+    """``values[key]``: a per-level constant read at the row's level code ``key`` (an
+    integer in [0, len(values))), such as a group mean that a within transformation
+    subtracts from every row of its group."""
+
+    _child_fields: ClassVar[tuple[str, ...]] = ("key",)
+
+    key: Expr
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", tuple(float(v) for v in self.values))
+        if not self.values:
+            raise ValueError("Lookup needs at least one value")
+
+    __hash__ = Expr._cached_hash
+
+
 def as_expr(value: object) -> Expr:
     if isinstance(value, Expr):
         return value
@@ -239,7 +258,7 @@ def linear(coefs: Sequence[float], terms: Sequence[Expr]) -> Expr:
     return out
 
 
-NODE_TYPES: tuple[type[Expr], ...] = (Col, Lit, BinOp, Func, Compare, RowPoisson)
+NODE_TYPES: tuple[type[Expr], ...] = (Col, Lit, BinOp, Func, Compare, RowPoisson, Lookup)
 """Every node type: each compiler's mapping covers them all (a test holds them to it)."""
 
 Handlers = Mapping[type, Callable[..., Any]]
@@ -350,6 +369,7 @@ NUMPY_HANDLERS: Handlers = {
     Func: _np_func,
     Compare: lambda node, columns, unit_uniform, a, b: _NP_COMPARE[node.op](a, b).astype(np.float64),
     RowPoisson: _np_row_poisson,
+    Lookup: lambda node, columns, unit_uniform, key: np.asarray(node.values)[np.asarray(key).astype(np.int64)],
 }
 
 

@@ -3,7 +3,11 @@
 Cinelli & Hazlett (2020), "Making sense of sensitivity: extending omitted variable bias",
 *JRSS-B* 82(1), 39-67, in their setting: the additive linear model of the outcome on
 (1, treatment, covariates), fitted from the Gram matrix of ``(1, d, x_1..x_p, y)`` over the
-kept rows (:func:`causal_core.refuters.sensitivity.ols_from_gram`). Benchmarks are graph
+kept rows (:func:`causal_core.refuters.sensitivity.ols_from_gram`). With absorbed fixed effects
+the Gram is the within Gram and the residual degrees of freedom lose the G - 1 absorbed
+intercepts (:class:`~causal_core.estimators.linear_model_gram.LinearModelGram`); partial R² are
+then within the fixed effects' levels, as in the regression with their dummies (the paper's
+Darfur example absorbs village this way). Benchmarks are graph
 variables; each stands for all the model terms that encode it (a category's dummies, a
 polynomial's powers), as one group (section 6.1).
 
@@ -16,43 +20,15 @@ of itself at level α. Without benchmarks there is no yardstick and ``passed`` i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import ClassVar
 
-import numpy as np
-
 from causal_core.errors import EstimationError
+from causal_core.estimators.linear_model_gram import LinearModelGram, gram_names
 from causal_core.refuters.registry import Refutation, Refuter, register_refuter
 from causal_core.refuters.sensitivity import (
     Benchmark, OmittedVariableBias, benchmark_bounds, benchmark_from_gram, ols_from_gram, omitted_variable_bias,
 )
-
-
-@dataclass(frozen=True)
-class LinearModelGram:
-    """The Gram matrix ``sum v v'`` of ``v = (1, treatment, covariates..., outcome)`` in ``names``
-    order, with ``sources`` mapping a covariate column to the graph variable it encodes and
-    ``labels`` mapping columns to the names users wrote."""
-
-    gram: np.ndarray
-    names: tuple[str, ...]
-    treatment: str
-    outcome: str
-    covariates: tuple[str, ...]
-    sources: tuple[tuple[str, str], ...] = ()
-    labels: tuple[tuple[str, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        expected = ("1", self.treatment, *self.covariates, self.outcome)
-        if tuple(self.names) != expected or np.shape(self.gram) != (len(expected), len(expected)):
-            raise EstimationError(f"a Gram matrix over {expected} needs those names in that order and a "
-                                  f"{len(expected)} x {len(expected)} matrix, got {tuple(self.names)}, "
-                                  f"{np.shape(self.gram)}")
-
-    def terms_of(self, variable: str) -> tuple[str, ...]:
-        """The covariate columns that encode graph variable ``variable``."""
-        sources = dict(self.sources)
-        return tuple(c for c in self.covariates if sources.get(c, dict(self.labels).get(c, c)) == variable)
 
 
 def sensitivity_from_gram(model: LinearModelGram, *, benchmarks: Sequence[str] = (),
@@ -62,7 +38,8 @@ def sensitivity_from_gram(model: LinearModelGram, *, benchmarks: Sequence[str] =
     the additive OLS of ``model``, each benchmark variable's model terms taken as one group, and the
     multiples that admit no bound (a confounder that strong would need a partial R² above 1, which
     section 6's bounds cannot express: the benchmark is stronger than any explainable confounder)."""
-    fit = ols_from_gram(model.gram, model.names, model.outcome, model.treatment, model.covariates)
+    fit = ols_from_gram(model.gram, model.names, model.outcome, model.treatment, model.covariates,
+                        absorbed=model.absorbed)
     treatment = dict(model.labels).get(model.treatment, model.treatment)
     kd = tuple(kd)
     ky = kd if ky is None else tuple(ky)
@@ -149,11 +126,6 @@ class SensitivityRefuter(Refuter):
 
 def _floats(values: float | Sequence[float]) -> tuple[float, ...]:
     return (float(values),) if isinstance(values, (int, float)) else tuple(float(v) for v in values)
-
-
-def gram_names(treatment: str, covariates: Sequence[str], outcome: str) -> tuple[str, ...]:
-    """The order of a :class:`LinearModelGram`'s columns: intercept, treatment, covariates, outcome."""
-    return ("1", treatment, *covariates, outcome)
 
 
 __all__ = ("LinearModelGram", "SensitivityRefuter", "benchmark_groups", "gram_names", "passes",

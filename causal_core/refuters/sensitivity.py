@@ -72,15 +72,19 @@ class LinearFit:
 
 
 def ols_from_gram(gram: np.ndarray, names: Sequence[str], outcome: str, treatment: str,
-                  covariates: Sequence[str]) -> LinearFit:
+                  covariates: Sequence[str], absorbed: int = 0) -> LinearFit:
     """The coefficient of ``treatment`` in the OLS of ``outcome`` on (1, treatment, covariates) by
     Frisch-Waugh-Lovell: ``b = S_dy / S_dd``, ``se² = (S_yy - S_dy² / S_dd) / (dof S_dd)``, ``dof = n -
-    |covariates| - 2``: the classical standard error that Cinelli & Hazlett's formulas take."""
+    |covariates| - 2 - absorbed``: the classical standard error that Cinelli & Hazlett's formulas
+    take. ``absorbed`` counts fixed-effect intercepts absorbed beyond the constant (G - 1) when
+    ``gram`` is a within Gram: the regression with their dummies has the same coefficient and
+    residuals and that many fewer residual dof."""
     s = residual_cross_products(gram, names, (treatment, outcome), covariates)
     n = float(np.asarray(gram)[0, 0])
-    dof = n - len(covariates) - 2
+    k = len(covariates) + 2 + int(absorbed)
+    dof = n - k
     if not dof > 1:
-        raise EstimationError(f"{n:g} rows leave {dof:g} residual dof for {len(covariates) + 2} regressors")
+        raise EstimationError(f"{n:g} rows leave {dof:g} residual dof for {k} regressors")
     rss = s[1, 1] - s[0, 1] ** 2 / s[0, 0]
     return LinearFit(float(s[0, 1] / s[0, 0]), float(math.sqrt(rss / dof / s[0, 0])), dof)
 

@@ -96,6 +96,8 @@ def _parse_fields(doc: Mapping[str, Any], problems: _Problems) -> dict[str, Any]
     out["graph"] = _parse_graph(doc, out, problems)
     out["treatment_values"] = _parse_treatment_values(doc.get("treatment_values"), out["design"], problems)
     out["encode"] = _parse_encode(doc.get("encode", {}), out["graph"], problems)
+    fe = doc.get("fixed_effects")  # many-level categories for ols and iv to absorb
+    out["fixed_effects"] = tuple(dict.fromkeys(_names(fe, "fixed_effects", problems))) if fe not in (None, []) else ()
     target = doc.get("target", "ate")
     if target not in TARGETS:
         problems.add("target", f"expected one of {TARGETS}, got {target!r}")
@@ -122,15 +124,18 @@ def _parse_fields(doc: Mapping[str, Any], problems: _Problems) -> dict[str, Any]
     out["exclude"] = _names(adj["exclude"], "adjustment.exclude", problems) if adj.get("exclude") else ()
     graph = out["graph"]
     if graph is not None:
-        for fieldname in ("treatment", "outcome", "include", "exclude"):
+        for fieldname in ("treatment", "outcome", "include", "exclude", "fixed_effects"):
             for n in out[fieldname]:
                 if n not in graph.observed:
-                    problems.add(fieldname if fieldname in ("treatment", "outcome") else f"adjustment.{fieldname}",
+                    problems.add(fieldname if fieldname in ("treatment", "outcome", "fixed_effects")
+                                 else f"adjustment.{fieldname}",
                                  f"{n!r} is not an observed variable of the graph"
                                  + _suggest(n, graph.observed))
         both = set(out["treatment"]) & set(out["outcome"])
         if both:
             problems.add("outcome", f"treatment and outcome must differ; both name {sorted(both)}")
+        for n in set(out["fixed_effects"]) & set(out["treatment"] + out["outcome"]):
+            problems.add("fixed_effects", f"{n!r} is the treatment or an outcome, not a covariate to absorb")
     return out
 
 

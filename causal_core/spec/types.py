@@ -152,14 +152,11 @@ class StudySpec:
         from causal_core.refuters.registry import refuter_names
 
         unbuilt = [r.name for r in self.refuters if r.name not in refuter_names()]
-        given = {"checks": bool(self.checks), "tracking": self.tracking is not None,
-                 "schedule": self.schedule is not None}
+        given = {"schedule": self.schedule is not None}
         refuters = (f"refuters: {', '.join(unbuilt)}: not built yet; ignored",) if unbuilt else ()
         return refuters + tuple(f"{name}: {NOT_BUILT[name]}; ignored" for name, present in given.items() if present)
 
 
 NOT_BUILT = {
-    "checks": "data checks are not built yet",
-    "tracking": "MLflow tracking is not built yet",
     "schedule": "scheduling (the Airflow DAG factory) is not built yet",
 }

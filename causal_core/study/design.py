@@ -5,6 +5,15 @@ preparation answers with the frame's column names (:class:`FrameColumns`); the d
 estimator fits is built from the two. An estimator that fits on the raw discrete
 variables (``uses_raw_variables``) gets the raw columns instead of the encoded model
 terms: that is data on the estimator class, read here, not a test of its name.
+
+Fixed effects (the spec's ``fixed_effects``) that a strategy adjusts for (a back-door
+adjustment set, an IV conditioning set) reach the frame as level codes. An estimator that
+absorbs them (``absorbs_fixed_effects``: ols and iv) gets them as ``ModelRoles.fixed_effects``,
+without covariate terms for them; it absorbs one variable, so a strategy that needs two is not
+estimated by it. The other estimators on model terms can model a fixed-effect variable only
+through its ``encode`` entry (``categorical`` or a list of terms): without one they are not
+estimated, and say why (:func:`fixed_effect_obstacle`). Estimators on the raw discrete
+variables (``id_plugin``) stratify on every level and are not affected.
 """
 
 from __future__ import annotations
@@ -67,6 +76,8 @@ class FrameColumns:
     control_value: Any = 0
     binary_treatment: bool = True
     treatment_seen: tuple = ()
+    sources: tuple[tuple[str, str], ...] = ()  # covariate column -> the graph variable it encodes
+    fixed_effects: tuple[tuple[str, int], ...] = ()  # level-coded column, number of levels
 
     def label(self, column: str) -> str:
         return dict(self.labels).get(column, column)
@@ -98,17 +109,42 @@ def contrast_text(spec: StudySpec, frame: FrameColumns) -> str:
     return f"{t}: {frame.treated_value} vs {frame.control_value}"
 
 
+def fixed_effect_obstacle(spec: StudySpec, strategy: Estimand, estimator: type[Estimator]) -> str | None:
+    """Why ``estimator`` cannot fit ``strategy`` given the study's ``fixed_effects`` (None when it
+    can); see the module docstring."""
+    if estimator.uses_raw_variables or not spec.fixed_effects:
+        return None
+    request = _ROLES[strategy.kind](strategy)
+    present = [v for v in spec.fixed_effects if v in request.covariates]
+    if estimator.absorbs_fixed_effects:
+        if len(present) < 2:
+            return None
+        return (f"{estimator.name} absorbs one fixed-effect variable, and the {strategy.name} strategy adjusts for "
+                f"{present} (fixed_effects): keep one there and encode the others (encode: categorical)")
+    unencoded = [v for v in present if v not in dict(spec.encode)]
+    if not unencoded:
+        return None
+    return (f"{estimator.name} does not absorb fixed effects, and the {strategy.name} strategy adjusts for "
+            f"{unencoded} (fixed_effects): ols and iv absorb them; to fit {estimator.name} too, give "
+            f"encode.{unencoded[0]} (categorical, or a list of terms)")
+
+
 def build_design(strategy: Estimand, estimator: type[Estimator], frame: FrameColumns, spec: StudySpec, *,
                  metric: str, segment: str = "all") -> ModelRoles:
     """The design ``estimator`` fits for ``strategy`` on ``frame`` (one segment of it)."""
     raw = estimator.uses_raw_variables
     natural = spec.treatment_values.natural
+    absorbed = frame.fixed_effects if estimator.absorbs_fixed_effects else ()
+    fe_variables = {frame.label(c) for c, _ in absorbed}
+    sources = dict(frame.sources)
+    covariates = tuple(c for c in frame.covariates if sources.get(c) not in fe_variables)
     return ModelRoles(
         treatment=strategy.treatment[0] if raw else frame.treatment,
         outcome=strategy.outcome[0] if raw else frame.outcome,
-        covariates=frame.covariates, instruments=frame.instruments, mediators=frame.mediators,
+        covariates=covariates, instruments=frame.instruments, mediators=frame.mediators,
         target=spec.target, strategy=strategy.name, kind=strategy.kind, metric=metric,
         clustered=bool(spec.data.unit_id), variables=frame.discrete, expression=strategy.expression,
-        labels=frame.labels, treated_value=1 if natural else frame.treated_value,
-        control_value=0 if natural else frame.control_value, contrast=contrast_text(spec, frame), segment=segment,
+        labels=frame.labels, sources=frame.sources, fixed_effects=absorbed,
+        treated_value=1 if natural else frame.treated_value, control_value=0 if natural else frame.control_value,
+        contrast=contrast_text(spec, frame), segment=segment,
     )

@@ -2,9 +2,11 @@
 
 ``estimators: auto`` expands to the ``auto`` column of the admissibility table
 (:mod:`causal_core.identification.admissible`) for the plan's default strategy, less the
-estimators that need a binary treatment when the study's treatment may not be binary.
-Every estimator then runs on the default strategy when it admits it, else on the
-plan's first strategy that does.
+estimators that need a binary treatment when the study's treatment may not be binary,
+and less those that cannot fit the study's ``fixed_effects``
+(:func:`~causal_core.study.design.fixed_effect_obstacle`). Every estimator then runs on the
+default strategy when it admits it, else on the plan's first strategy that does; one named
+in the spec that cannot fit the fixed effects there is not estimated, with the reason.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from causal_core.identification.admissible import admissible
 from causal_core.identification.estimand import Estimand
 from causal_core.identification.plan import EstimandPlan
 from causal_core.spec import EstimatorSpec, StudySpec
-from causal_core.study.design import treatment_fits
+from causal_core.study.design import fixed_effect_obstacle, treatment_fits
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ def auto_estimators(spec: StudySpec, plan: EstimandPlan) -> tuple[str, ...]:
     if not plan.identifiable:
         return ()
     binary = binary_by_design(spec)
-    return tuple(n for n in admissible(plan.strategy().kind).auto if treatment_fits(get_estimator(n), binary))
+    return tuple(n for n in admissible(plan.strategy().kind).auto if treatment_fits(get_estimator(n), binary)
+                 and fixed_effect_obstacle(spec, plan.strategy(), get_estimator(n)) is None)
 
 
 def choose_estimators(spec: StudySpec, plan: EstimandPlan) -> tuple[Selection, ...]:
@@ -61,9 +64,13 @@ def choose_estimators(spec: StudySpec, plan: EstimandPlan) -> tuple[Selection, .
     out = []
     for es in dict.fromkeys(wanted):
         if default is not None and es.name in plan.estimators_for(default.name):
-            out.append(Selection(es, default))
-            continue
-        strategy = next((s for s in plan.strategies if es.name in plan.estimators_for(s.name)), None)
-        out.append(Selection(es, strategy) if strategy is not None else Selection(
-            es, None, f"no strategy in the plan admits {es.name}; strategies: {[s.name for s in plan.strategies]}"))
+            strategy = default
+        else:
+            strategy = next((s for s in plan.strategies if es.name in plan.estimators_for(s.name)), None)
+        obstacle = None if strategy is None else fixed_effect_obstacle(spec, strategy, get_estimator(es.name))
+        if strategy is None:
+            out.append(Selection(es, None, f"no strategy in the plan admits {es.name}; strategies: "
+                                           f"{[s.name for s in plan.strategies]}"))
+        else:
+            out.append(Selection(es, strategy) if obstacle is None else Selection(es, None, obstacle))
     return tuple(out)

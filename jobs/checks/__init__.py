@@ -14,7 +14,8 @@ The ``checks:`` section of a study spec (every key optional)::
                                   #   or a mapping column -> fraction ({spend: 0.1, age: 0.2})
       freshness_days: 2           # warning: the newest partition is at most this many days
                                   #   before the interval's end (before today without an end)
-      treatment_values: true      # critical (default true): treatment values in the declared set
+      treatment_values: true      # warning (default true): treatment values in the declared set
+                                  #   (estimation leaves other values out of the contrast, counted)
       column_types: true          # critical (default true): needed columns exist, with usable types
       expectations:               # any GX expectation, by class name and kwargs, with a severity
         - {expectation: ExpectColumnValuesToBeBetween,

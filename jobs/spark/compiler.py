@@ -26,7 +26,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from causal_core.moments import draws
-from causal_core.moments.expr import NODE_TYPES, BinOp, Col, Compare, Expr, Func, Lit, RowPoisson, fold, nodes
+from causal_core.moments.expr import (
+    NODE_TYPES, BinOp, Col, Compare, Expr, Func, Lit, Lookup, RowPoisson, fold, nodes,
+)
 from jobs.spark.exact_sums import q
 
 _NAN, _INF = float("nan"), float("inf")
@@ -129,6 +131,10 @@ def _column_row_poisson(node: RowPoisson, key: Column | None) -> Column:
     return poisson_weight(key, node.seed, node.replicate)
 
 
+def _column_lookup(node: Lookup, k: Column) -> Column:
+    return F.element_at(F.array(*[F.lit(float(v)) for v in node.values]), k.cast("int") + F.lit(1))
+
+
 COLUMN_HANDLERS = {
     Col: lambda node, key: F.coalesce(q(node.name).cast("double"), F.lit(_NAN)),
     Lit: lambda node, key: F.lit(float(node.value)),
@@ -136,6 +142,7 @@ COLUMN_HANDLERS = {
     Func: lambda node, key, a: _COLUMN_FUNCS[node.fn](a),
     Compare: _column_compare,
     RowPoisson: _column_row_poisson,
+    Lookup: lambda node, key, k: _column_lookup(node, k),
 }
 """The Column compiler: ``handler(node, row_key, *compiled_children)``."""
 
@@ -184,6 +191,11 @@ def _sql_compare(node: Compare, a: str, b: str) -> str:
     return f"(CASE WHEN isnan({a}) OR isnan({b}) THEN {nan_value} ELSE CAST((({a}) {op} ({b})) AS DOUBLE) END)"
 
 
+def _sql_lookup(node: Lookup, k: str) -> str:
+    # element_at is 1-based; one array literal of the per-level values (constant-folded once)
+    return f"element_at(array({', '.join(_sql_double(v) for v in node.values)}), CAST(({k}) AS INT) + 1)"
+
+
 def _no_sql(node: Expr, *children: str) -> str:
     raise TypeError(f"no SQL form for {node!r}")
 
@@ -195,6 +207,7 @@ SQL_HANDLERS = {
     Func: lambda node, a: _SQL_FUNCS[node.fn](a),
     Compare: _sql_compare,
     RowPoisson: _no_sql,  # its key is a Column, not SQL text: see COLUMN_HANDLERS
+    Lookup: _sql_lookup,
 }
 """The SQL-text compiler: ``handler(node, *compiled_children)``."""
 

@@ -3,8 +3,10 @@
 The model frame holds only numeric columns with internal names — ``__t`` (treatment),
 ``__y`` (outcome), ``__x0..`` (encoded covariates), ``__m0..`` (mediators), ``__z0..``
 (instruments) — plus discrete variables for ``id_plugin`` (string ones as level codes
-0, 1, ..., their values in ``levels``), segment columns, ``__unit`` and ``__bucket``.
-``labels`` maps internal names back to what the user wrote.
+0, 1, ..., their values in ``levels``), the adjustment set's ``fixed_effects`` under their
+own names as level codes (0 .. G - 1 by sorted text, whatever their type; their values in
+``levels``; no covariate terms unless ``encode`` names them too), segment columns,
+``__unit`` and ``__bucket``. ``labels`` maps internal names back to what the user wrote.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from causal_core.study import FrameColumns, ModelRequest
 from jobs.spark.collect import collect_bounded, collect_one, collect_small
 
 MAX_LEVELS = 200
+MAX_FIXED_EFFECT_LEVELS = 100_000  # the level texts reach the driver once, to number the codes
 _NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType, T.DecimalType,
             T.BooleanType)
 
@@ -50,6 +53,7 @@ class ModelFrame:
     treatment_seen: tuple = ()  # a few distinct treatment values, for messages
     dropped: Mapping[str, int] = field(default_factory=dict)  # rows left out, by reason (only reasons > 0)
     cache: DataFrame | None = None  # what build_model_frame persisted (df reads it)
+    fixed_effects: tuple[tuple[str, int], ...] = ()  # level-coded column, its number of levels
 
     @property
     def columns(self) -> FrameColumns:
@@ -58,7 +62,8 @@ class ModelFrame:
                             mediators=self.mediators, instruments=self.instruments, discrete=self.discrete,
                             labels=tuple(self.labels.items()), treated_value=self.treated_value,
                             control_value=self.control_value, binary_treatment=self.binary_treatment,
-                            treatment_seen=self.treatment_seen)
+                            treatment_seen=self.treatment_seen, sources=tuple(self.sources.items()),
+                            fixed_effects=self.fixed_effects)
 
     def facts(self) -> dict[str, Any]:
         """What preparation did to the rows, for every estimate's diagnostics."""
@@ -70,7 +75,8 @@ class ModelFrame:
         (inside one segment of a variable its columns are constant)."""
         from dataclasses import replace
 
-        return replace(self, covariates=tuple(c for c in self.covariates if self.sources.get(c) != variable))
+        return replace(self, covariates=tuple(c for c in self.covariates if self.sources.get(c) != variable),
+                       fixed_effects=tuple(f for f in self.fixed_effects if f[0] != variable))
 
     def release(self) -> None:
         """Unpersist the cached rows (every frame derived from this one reads them), waiting until
@@ -291,7 +297,9 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
         raise EstimationError(f"outcome {metric!r} is not numeric ({df.schema[metric].dataType.simpleString()})")
     complete = ~_any_null(raw_needed)
     keep = complete & in_contrast
-    fixed = {(p, v): _fixed_terms(df, spec, v, selection) for p, role in ROLES for v in getattr(request, role)}
+    absorbed = [v for v in spec.fixed_effects if v in request.covariates]  # level-coded, not encoded
+    fixed = {(p, v): _fixed_terms(df, spec, v, selection) for p, role in ROLES for v in getattr(request, role)
+             if not (p == "x" and v in absorbed and v not in dict(spec.encode))}
     categorical = list(dict.fromkeys(v for (_, v), terms in fixed.items() if terms is None))
     staged_terms = {key: [(f"__s{k}_{j}", label, expr) for j, (label, expr) in enumerate(terms)]
                     for k, (key, terms) in enumerate(fixed.items()) if terms is not None}
@@ -299,7 +307,7 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
     unit = UNIT if spec.data.unit_id else None
     staged = df.select(t_col.alias("__t"), F.col(metric).cast("double").alias("__y"),
                        *[expr.alias(name) for terms in staged_terms.values() for name, _, expr in terms],
-                       *[F.col(c) for c in dict.fromkeys((*passed, *categorical))],
+                       *[F.col(c) for c in dict.fromkeys((*passed, *categorical, *absorbed))],
                        *([F.col(spec.data.unit_id).alias(UNIT)] if unit else []),
                        keep.alias(KEEP), (~complete).alias(NULL_ROW))
     if unit or not categorical:  # the buckets are known before the pass
@@ -329,7 +337,8 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
                 names[prefix].append(name)
                 labels[name], sources[name] = label, v
                 cols.append(expr.alias(name))
-        model = staged.where(F.col(KEEP)).select(*cols, *passed, *([UNIT] if unit else []),
+        model = staged.where(F.col(KEEP)).select(*cols, *dict.fromkeys((*passed, *absorbed)),
+                                                 *([UNIT] if unit else []),
                                                  *([BUCKET] if BUCKET in staged.columns else []))
         bucketing = "unit" if unit else "row values"
         if BUCKET not in model.columns:  # hashed from the encoded rows of the cache
@@ -344,6 +353,7 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
         # aggregation over the cached rows, not from another read of the table.
         model, discrete_levels = with_level_codes(model, [v for v in request.discrete if not _is_numeric(df, v)],
                                                   MAX_LEVELS, "id_plugin variable")
+        model, fe_levels = with_level_codes(model, absorbed, MAX_FIXED_EFFECT_LEVELS, "fixed-effect variable")
     except Exception:
         cache.unpersist()
         if cache is not staged:
@@ -353,7 +363,8 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
                       mediators=tuple(names["m"]), instruments=tuple(names["z"]), discrete=tuple(request.discrete),
                       labels=labels, n_rows=facts["kept"], dropped_nulls=facts["nulls"], binary_treatment=binary,
                       treated_value=treated, control_value=control, sources=sources, bucketing=bucketing,
-                      treatment_seen=seen, cache=cache, levels=discrete_levels,
+                      treatment_seen=seen, cache=cache, levels={**discrete_levels, **fe_levels},
+                      fixed_effects=tuple((v, len(fe_levels[v])) for v in absorbed),
                       dropped=_dropped(spec, facts, treated, control))
 
 

@@ -49,12 +49,40 @@ def test_non_identifiable_study_exits_1(tmp_path):
     assert out.exit_code == 1 and "NOT IDENTIFIABLE" in out.output and "hedge" in out.output
 
 
-def test_tracking_uri_says_nothing_is_logged_yet(tmp_path):
-    """--tracking-uri is part of the CLI contract, but MLflow logging is not built yet: the
-    run says so instead of silently ignoring it (here on a missing study, so no Spark)."""
-    out = runner.invoke(app, ["run", str(tmp_path / "nope.yaml"), "--tracking-uri", "http://127.0.0.1:5000"])
-    assert out.exit_code == 2
-    assert "MLflow logging is not built yet" in out.output and "no such study file" in out.output
+def _tiny_study(tmp_path, extra: str = "") -> Path:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=500)
+    d = (rng.random(500) < 0.5).astype(int)
+    pd.DataFrame({"x": x, "d": d, "y": d + x + rng.normal(size=500)}).to_parquet(tmp_path / "t.parquet")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"""name: tiny
+data: {{path: {tmp_path / 't.parquet'}, format: parquet}}
+graph: "x -> d -> y; x -> y"
+treatment: d
+outcome: y
+estimators: [ols]
+bootstrap: {{replicates: 20, seed: 1}}
+{extra}""")
+    return spec
+
+
+def test_a_tracking_server_that_is_down_fails_the_run_and_keeps_results_json(spark, tmp_path):
+    """Nothing listens on the port: exit 1 naming the URI, results.json written before."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    out = runner.invoke(app, ["run", str(_tiny_study(tmp_path)), "--tracking-uri", uri, "--output",
+                              str(tmp_path / "r.json"), "--quiet"])
+    assert out.exit_code == 1, out.output
+    assert uri in out.output and "results.json" in out.output
+    kept = json.loads((tmp_path / "r.json").read_text())
+    assert kept["study"] == "tiny" and kept["estimates"][0]["estimate"] is not None and kept["mlflow"] is None
 
 
 def test_accepted_but_unbuilt_fields_warn_and_help_lists_only_real_commands():
@@ -110,7 +138,7 @@ bootstrap: {{replicates: 20, seed: 1}}
 """)
     log = ROOT / "logs" / "spark.log"
     before = log.stat().st_size if log.exists() else 0
-    done = subprocess.run([sys.executable, "-m", "jobs.cli", "run", str(tmp_path / "s.yaml"), "--output",
+    done = subprocess.run([sys.executable, "-m", "jobs.cli", "run", str(tmp_path / "s.yaml"), "--no-track", "--output",
                            str(tmp_path / "r.json")], capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "ols" in done.stdout and (tmp_path / "r.json").exists()
