@@ -18,7 +18,7 @@ from rich.markup import escape
 from causal_core.errors import SpecError, WhybatchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="whybatch: causal effect estimation on warehouse data (plan, run, demo).")
+                  help="whybatch: causal effect estimation on warehouse data (plan, run, validate, report, history, demo).")
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -66,6 +66,96 @@ def plan(study: Annotated[str, typer.Argument(help="study YAML path or name unde
         raise typer.Exit(EXIT_STUDY_FAILED)
 
 
+@app.command()
+def validate(study: Annotated[str, typer.Argument(help="study YAML path or name under conf/studies")],
+             start: Annotated[Optional[str], typer.Option(help="first partition (inclusive)")] = None,
+             end: Annotated[Optional[str], typer.Option(help="end of the interval (exclusive)")] = None,
+             profile: Annotated[str, typer.Option(help="Spark profile in conf/spark/")] = "local",
+             quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False) -> None:
+    """Run only the data checks and graph validation on a partition interval (nothing is
+    estimated); exit 1 when a critical check fails or the data reject the graph."""
+    from jobs.entrypoints import prepare_run, validate_study
+    from jobs.progress import SILENT, ConsoleProgress
+    from jobs.spark.session import build_session
+
+    try:
+        prepared = prepare_run(study, start=start, end=end, profile=profile)
+        progress = SILENT if quiet else ConsoleProgress(err)
+        with progress.stage(f"start Spark ({prepared.profile.name} profile)"):
+            spark = build_session(prepared.profile)
+        checks, graph = validate_study(spark, prepared, progress)
+    except WhybatchError as exc:
+        _fail(exc)
+    for row in checks.rows:
+        mark = "ok" if row.success else ("FAILED" if row.severity == "critical" else "warning")
+        console.print(f"{mark:<8} {row.severity:<9} {row.message}", highlight=False, markup=False)
+    if graph:
+        console.print(graph_line(graph), highlight=False, markup=False)
+    for t in (graph or {}).get("tests", []):
+        i = t["implication"]
+        text = f"{i['x']} ⊥ {i['y']}" + (f" | {', '.join(i['given'])}" if i["given"] else "")
+        console.print(f"  {'REJECTED' if t['rejected'] else 'holds':<9} {text:<40} p = {t['p_value']:.3g}, "
+                      f"adjusted {t['p_adjusted']:.3g}", highlight=False, markup=False)
+    if not checks.passed or (graph or {}).get("passed") is False:
+        raise typer.Exit(EXIT_STUDY_FAILED)
+
+
+@app.command()
+def report(source: Annotated[str, typer.Argument(help="a results.json file or an MLflow run id")],
+           output: Annotated[Path, typer.Option(help="where to write the report")] = Path("report.html"),
+           study: Annotated[Optional[str], typer.Option(help="the study's YAML (draws its graph as declared)")] = None,
+           tracking_uri: Annotated[Optional[str], typer.Option("--tracking-uri", help="MLflow tracking URI")] = None
+           ) -> None:
+    """Rebuild report.html from a results file or from an MLflow run."""
+    from causal_core.spec import load_spec
+    from jobs.entrypoints import load_results
+    from jobs.report import write_report
+
+    try:
+        result = load_results(source, tracking_uri)
+        spec = load_spec(_resolve_study(study)) if study else None
+        path = write_report(result, output, spec=spec)
+    except WhybatchError as exc:
+        _fail(exc)
+    interval = result.interval
+    span = f"[{interval.start or '…'}, {interval.end or '…'})" if interval.start or interval.end else "all partitions"
+    console.print(f"wrote {path} ({result.study}, {span})")
+
+
+@app.command()
+def history(study: Annotated[str, typer.Argument(help="study name (as in its YAML's name:)")],
+            profile: Annotated[str, typer.Option(help="Spark profile in conf/spark/")] = "local",
+            metric: Annotated[Optional[str], typer.Option(help="only this metric")] = None) -> None:
+    """Print a study's estimates over the past intervals (from the whybatch_results table)."""
+    from rich.table import Table
+
+    from jobs.spark.session import build_session, load_profile
+    from jobs.tracking.results_table import read_history
+
+    try:
+        name = study
+        if Path(study).is_file() or not study.replace("_", "").replace("-", "").isalnum():
+            from causal_core.spec import load_spec
+
+            name = load_spec(_resolve_study(study)).name
+        spark = build_session(load_profile(profile))
+        rows = read_history(spark, name)
+    except WhybatchError as exc:
+        _fail(exc)
+    if metric:
+        rows = rows[rows["metric"] == metric]
+    if rows.empty:
+        err.print(f"no results of {name!r} in the results table yet (whybatch run writes them)")
+        raise typer.Exit(EXIT_STUDY_FAILED)
+    table = Table("interval end", "metric", "estimator", "segment", "estimate", "95% interval", "n", title=name)
+    for r in rows.itertuples():
+        interval = "-" if r.estimate != r.estimate or r.estimate is None else f"[{r.ci_low:.4g}, {r.ci_high:.4g}]"
+        table.add_row("all partitions" if r.interval_end is None else str(r.interval_end), r.metric, r.estimator, r.segment,
+                      "-" if r.estimate is None or r.estimate != r.estimate else f"{r.estimate:.4g}", interval,
+                      "" if r.n is None or r.n != r.n else f"{int(r.n):,}")
+    Console(width=max(console.width, 120)).print(table)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 
@@ -95,16 +185,18 @@ def refutation_table(refutations, graph_validation=None) -> str:
                 f"{number(r.get('p_value')):>6}  {measure:<18} {passed}")
         lines.append(line + (f"  ({details['reason']})" if "reason" in details else ""))
     if graph_validation:
-        if graph_validation.get("passed") is None:
-            lines.append(f"graph validation: not run ({graph_validation.get('reason')})")
-        else:
-            tests = graph_validation.get("tests", [])
-            lines.append(f"graph validation: {len(tests)} implications tested, "
-                         f"{len(graph_validation.get('rejected', []))} rejected "
-                         f"({graph_validation.get('method')}, alpha={graph_validation.get('alpha')}), "
-                         f"{len(graph_validation.get('untested', []))} untested: "
-                         f"{'passed' if graph_validation['passed'] else 'FAILED'}")
+        lines.append(graph_line(graph_validation))
     return "\n".join(lines)
+
+
+def graph_line(graph_validation: dict) -> str:
+    """Graph validation's verdict in one line."""
+    if graph_validation.get("passed") is None:
+        return f"graph validation: not run ({graph_validation.get('reason')})"
+    return (f"graph validation: {len(graph_validation.get('tests', []))} implications tested, "
+            f"{len(graph_validation.get('rejected', []))} rejected ({graph_validation.get('method')}, "
+            f"alpha={graph_validation.get('alpha')}), {len(graph_validation.get('untested', []))} untested: "
+            f"{'passed' if graph_validation['passed'] else 'FAILED'}")
 
 
 @app.command()

@@ -172,6 +172,31 @@ def execute(spark: Any, prepared: PreparedRun, *, output: str | Path | None = No
     return result
 
 
+def validate_study(spark: Any, prepared: PreparedRun, progress: Progress = SILENT) -> tuple[Any, dict | None]:
+    """``whybatch validate``: the data checks and graph validation, nothing estimated. The
+    graph is validated with the spec's ``graph_validation`` options, or the defaults."""
+    from causal_core.refuters.registry import get_refuter
+    from jobs.refute import make_refuters, validate_graph_on_data
+
+    checks = check_data(spark, prepared, progress)
+    refuters = [r for r in make_refuters(prepared.spec) if r.study_level] or [get_refuter("graph_validation")()]
+    with progress.stage("graph validation") as stage:
+        graph = validate_graph_on_data(spark, prepared.spec, prepared.interval, refuters)
+        if graph and graph.get("rows") is not None:
+            stage.rows = graph["rows"]
+    return checks, graph
+
+
+def load_results(source: str | Path, tracking_uri: str | None = None) -> StudyResult:
+    """A results.json file, or the results.json artifact of an MLflow run id."""
+    p = Path(source)
+    if p.is_file():
+        return StudyResult.from_json(p.read_text(encoding="utf-8"))
+    from jobs.tracking.runs_read import download_results
+
+    return download_results(str(source), tracking_uri=tracking_uri)
+
+
 def write_report_for(spark: Any, result: StudyResult, spec: StudySpec, path: str | Path, history: bool) -> Path:
     """report.html for ``result``; a tracked study's report charts its past intervals."""
     from jobs.report import write_report

@@ -85,14 +85,14 @@ def test_a_tracking_server_that_is_down_fails_the_run_and_keeps_results_json(spa
     assert kept["study"] == "tiny" and kept["estimates"][0]["estimate"] is not None and kept["mlflow"] is None
 
 
-def test_accepted_but_unbuilt_fields_warn_and_help_lists_only_real_commands():
+def test_accepted_but_unbuilt_fields_warn_and_help_lists_the_built_commands():
     out = runner.invoke(app, ["plan", str(ROOT / "conf/studies/discount_observational.yaml")])
     assert out.exit_code == 0, out.output
     assert "refuters" not in out.output  # every refuter is built
     assert "schedule: scheduling (the Airflow DAG factory) is not built yet; ignored" in out.output
     helped = runner.invoke(app, ["--help"])
     commands = {line.split()[1] for line in helped.output.splitlines() if line.startswith("│ ") and len(line.split()) > 2}
-    assert {"plan", "run", "demo"} <= commands and "validate" not in helped.output
+    assert {"plan", "run", "validate", "report", "history", "demo"} <= commands and "server" not in commands
 
 
 def test_the_refutation_table_shows_each_refuters_measure_and_verdict():
@@ -145,3 +145,49 @@ bootstrap: {{replicates: 20, seed: 1}}
     for chatter in ("log4j", "WARN", "incubator", "NativeCodeLoader", "setLogLevel"):
         assert chatter not in done.stderr and chatter not in done.stdout, chatter
     assert log.stat().st_size > before  # the JVM's lines went to the log file
+
+
+def test_validate_runs_the_checks_and_rejects_a_graph_missing_an_edge(spark, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    x1 = rng.normal(size=2000)
+    x2 = 0.5 * x1 + rng.normal(size=2000)  # the graph below says x1 ⊥ x2
+    d = (rng.random(2000) < 0.5).astype(int)
+    pd.DataFrame({"x1": x1, "x2": x2, "d": d, "y": d + x1 + x2 + rng.normal(size=2000)}).to_parquet(
+        tmp_path / "v.parquet")
+    spec = tmp_path / "v.yaml"
+    spec.write_text(f"""name: v
+data: {{path: {tmp_path / 'v.parquet'}, format: parquet}}
+graph: "x1 -> d -> y; x1 -> y; x2 -> d; x2 -> y"
+treatment: d
+outcome: y
+treatment_values: {{treated: 1, control: 0}}
+""")
+    out = runner.invoke(app, ["validate", str(spec), "--quiet"])
+    assert out.exit_code == 1, out.output
+    assert "ok       critical  the interval has 2000 row(s)" in out.output
+    assert "graph validation: 1 implications tested, 1 rejected" in out.output
+    assert "REJECTED  x1 ⊥ x2" in out.output
+    assert not (tmp_path / "results.json").exists()  # nothing estimated
+
+
+def test_report_rebuilds_from_a_results_file_and_from_an_mlflow_run(spark, tmp_path, tracking_store):
+    spec = _tiny_study(tmp_path)
+    done = runner.invoke(app, ["run", str(spec), "--output", str(tmp_path / "r.json"), "--quiet"])
+    assert done.exit_code == 0, done.output
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["mlflow"]["tracking_uri"] == tracking_store and (tmp_path / "report.html").exists()
+    assert result["checks"]["passed"] is True
+    from_file = runner.invoke(app, ["report", str(tmp_path / "r.json"), "--output", str(tmp_path / "a.html")])
+    from_run = runner.invoke(app, ["report", result["mlflow"]["run_id"], "--output", str(tmp_path / "b.html")])
+    assert from_file.exit_code == 0 and from_run.exit_code == 0, (from_file.output, from_run.output)
+    a, b = (tmp_path / "a.html").read_text(), (tmp_path / "b.html").read_text()
+    assert "tiny" in a and f"{result['estimates'][0]['estimate']:.4g}" in a
+    assert a == b  # the run's results.json is the file's
+    missing = runner.invoke(app, ["report", "0123456789abcdef", "--output", str(tmp_path / "c.html")])
+    assert missing.exit_code == 1 and "neither a results file nor a run" in missing.output
+    history = runner.invoke(app, ["history", "tiny"])
+    assert history.exit_code == 0, history.output
+    assert "all partitions" in history.output and f"{result['estimates'][0]['estimate']:.4g}" in history.output
