@@ -1,4 +1,4 @@
-"""The demo warehouse: five partitioned tables simulated with known causal effects.
+"""The demo warehouse: six partitioned tables simulated with known causal effects.
 
 Random draws are the engines' draws (:mod:`causal_core.moments.draws`), built as Column
 expressions keyed on the row id, ``(xxhash64(id, seed, stream) >>> 11) * 2^-53``, so a
@@ -139,12 +139,28 @@ def newsletter(spark: SparkSession, n: int, seed: int = 5) -> tuple[DataFrame, l
                                                                              "ate", 0.2)]
 
 
+def onboarding(spark: SparkSession, n: int, seed: int = 6) -> tuple[DataFrame, list[tuple]]:
+    """Two latent confounders in the "napkin" shape (Pearl & Mackenzie 2018, ch. 7): one
+    drives referral and the premium trial, one referral and retention. No adjustment set or
+    front door identifies the trial's effect on retention (an instrument does only under a
+    linear model); the general ID formula does. The effect is 0.3 on the probability scale."""
+    df = spark.range(n).select("id", F.concat(F.lit("a"), F.col("id")).alias("account_id"),
+                               _day(4).alias("signup_date"),
+                               bernoulli(F.lit(0.5), seed, 1).alias("_u1"), bernoulli(F.lit(0.5), seed, 2).alias("_u2"))
+    df = df.select("*", bernoulli(0.2 + 0.3 * F.col("_u1") + 0.3 * F.col("_u2"), seed, 3).alias("referred"))
+    df = df.select("*", bernoulli(0.3 + 0.4 * F.col("referred"), seed, 4).alias("tutorial"))
+    df = df.select("*", bernoulli(0.1 + 0.4 * F.col("tutorial") + 0.4 * F.col("_u1"), seed, 5).alias("premium_trial"))
+    df = df.select("*", bernoulli(0.1 + 0.3 * F.col("premium_trial") + 0.4 * F.col("_u2"), seed, 6).alias("retained"))
+    return df.drop("id", "_u1", "_u2"), [("onboarding_napkin", "retained", "ate", 0.3)]
+
+
 TABLES = {
     "checkout_events": (checkout_events, "event_date"),
     "customers": (customers, "snapshot_date"),
     "ad_exposures": (ad_exposures, "event_date"),
     "weekly_sales": (weekly_sales, "week_start"),
     "newsletter": (newsletter, "signup_date"),
+    "onboarding": (onboarding, "signup_date"),
 }
 
 

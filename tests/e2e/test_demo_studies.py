@@ -27,7 +27,7 @@ EXAMPLES = sorted(p.stem for p in STUDIES.glob("*.yaml"))
 
 def test_every_example_study_is_run_here():
     assert EXAMPLES == ["ads_frontdoor", "checkout_experiment", "discount_observational", "newsletter_refutation",
-                        "price_iv"]
+                        "onboarding_napkin", "price_iv"]
 
 
 @pytest.mark.parametrize("study", EXAMPLES)
