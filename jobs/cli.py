@@ -260,12 +260,18 @@ def demo(rows: Annotated[int, typer.Option(help="rows per demo table")] = 200_00
     """Build the demo warehouse (known effects), run the example studies, print estimate vs truth."""
     from rich.table import Table
 
+    import logging
+
     from causal_core.spec import load_spec
     from causal_core.study.plans import plan_study
-    from jobs.entrypoints import write_results
-    from jobs.estimate import estimate_study
+    from jobs.entrypoints import execute, prepare_run
+    from jobs.progress import ConsoleProgress
     from jobs.spark.session import build_session
+    from jobs.tracking.mlflow_runs import resolve_tracking_uri
     from jobs.warehouse.demo import build_demo_warehouse
+
+    for noisy in ("mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     try:
         specs = [load_spec(p) for p in sorted(studies.glob("*.yaml"))]
@@ -280,8 +286,9 @@ def demo(rows: Annotated[int, typer.Option(help="rows per demo table")] = 200_00
         for col in ("study", "metric", "estimator", "segment", "target", "estimate", "95% CI", "truth", "covered"):
             table.add_column(col)
         for spec in specs:
-            result = estimate_study(spark, spec)
-            write_results(result, output / f"{spec.name}.json")
+            err.rule(spec.name)
+            result = execute(spark, prepare_run(spec, profile=profile), output=output / spec.name / "results.json",
+                             track=True, report=output / spec.name / "report.html", progress=ConsoleProgress(err))
             for e in result.estimates:
                 if not e.estimated:
                     table.add_row(spec.name, e.metric, str(e.estimator), "", "", "—", e.reason[:60], "", "")
@@ -294,9 +301,14 @@ def demo(rows: Annotated[int, typer.Option(help="rows per demo table")] = 200_00
                               "[" + ", ".join("nan" if v is None else f"{v:.4f}" for v in interval) + "]",
                               "" if truth is None else f"{truth:.4f}", covered)
         table.caption = ("covered = the 95% CI contains the simulated truth; coarse propensity strata "
-                         "(stratification) leave residual confounding by design")
+                         "(stratification) leave residual confounding by design; newsletter_refutation is biased "
+                         "by a hidden confounder on purpose (its refuters say so)")
         Console(width=max(console.width, 150)).print(table)
-        console.print(f"results files in {output}/")
+        uri = resolve_tracking_uri()
+        console.print(f"results and reports: {output}/<study>/results.json and report.html "
+                      f"(open {output / specs[0].name / 'report.html'} in a browser)")
+        console.print(f"MLflow runs in {uri}; browse them with: .venv/bin/mlflow ui --backend-store-uri {uri} "
+                      "(then http://127.0.0.1:5000)")
     except WhybatchError as exc:
         _fail(exc)
 
