@@ -58,6 +58,10 @@ def estimate_study(spark: SparkSession, spec: StudySpec, interval: Interval = In
     target that disagree are reported in ``comparisons`` and ``warnings``. ``progress``
     hears of each stage (:mod:`jobs.progress`).
     """
+    if spec.experiment is not None:  # an experiment with metrics: the readout (jobs.experiment_readout)
+        from jobs.experiment_readout import estimate_experiment
+
+        return estimate_experiment(spark, spec, interval, progress)
     t0 = time.perf_counter()
     plans = plan_study(spec)
     seeds = iter(np.random.SeedSequence(spec.bootstrap.seed).spawn(10_000))

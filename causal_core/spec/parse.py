@@ -16,6 +16,7 @@ import yaml
 from causal_core.errors import GraphError, SpecError
 from causal_core.graph.causal_graph import CausalGraph
 from causal_core.moments.bootstrap import BOOTSTRAP_KINDS
+from causal_core.spec.experiment import metric_outcomes, with_experiment
 from causal_core.spec.types import (  # noqa: F401  (the spec's public values live there)
     TOP_FIELDS, DATA_FIELDS, DESIGNS, TARGETS, FORMATS, NULL_POLICIES, REFUTERS, SCHEDULE_PRESETS, _NAME, _IDENT, DataSpec, TreatmentValues, BootstrapSpec, EstimatorSpec, StudySpec, load_yaml,
 )
@@ -73,7 +74,7 @@ def parse_spec(text: str, source: str = "<spec>") -> StudySpec:
     for key in doc:
         if key not in TOP_FIELDS:
             problems.add(str(key), "unknown field" + _suggest(str(key), TOP_FIELDS))
-    kwargs = _parse_fields(doc, problems)
+    kwargs = _parse_fields(metric_outcomes(doc), problems)
     problems.raise_if_any()
     return StudySpec(source=source, raw=text, **kwargs)
 
@@ -136,7 +137,7 @@ def _parse_fields(doc: Mapping[str, Any], problems: _Problems) -> dict[str, Any]
             problems.add("outcome", f"treatment and outcome must differ; both name {sorted(both)}")
         for n in set(out["fixed_effects"]) & set(out["treatment"] + out["outcome"]):
             problems.add("fixed_effects", f"{n!r} is the treatment or an outcome, not a covariate to absorb")
-    return out
+    return with_experiment(doc, out, problems)
 
 
 def _freeze(value: Any) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from causal_core.graph.causal_graph import CausalGraph
+from causal_core.spec.experiment import ExperimentSpec
 
 # The effects a study may target (treated and control populations, or all rows): the
 # spec's ``target`` field and every estimator's ``targets`` take their names from here.
@@ -23,7 +24,8 @@ TARGETS = ("ate", "att", "atc")
 TOP_FIELDS = (
     "name", "description", "data", "graph", "treatment", "outcome", "treatment_values", "design",
     "derived", "encode", "fixed_effects", "target", "estimators", "bootstrap", "refuters", "segments", "checks",
-    "tracking", "schedule", "adjustment", "seed",
+    "tracking", "schedule", "adjustment", "seed", "metrics", "expected_split", "multiple_testing", "sequential",
+    "readout",
 )
 DATA_FIELDS = ("table", "path", "format", "partition_column", "unit_id", "where", "nulls", "buckets", "exact_sums")
 DESIGNS = ("observational", "experiment")
@@ -135,6 +137,7 @@ class StudySpec:
     schedule: str | None = None
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    experiment: ExperimentSpec | None = None  # how a study with metrics is read out
     source: str = field(default="", compare=False)
     raw: str = field(default="", compare=False, repr=False)
 
@@ -147,16 +150,9 @@ class StudySpec:
         return dict(self.encode).get(variable, "as_is")
 
     def ignored_fields(self) -> tuple[str, ...]:
-        """Warnings for fields that are accepted and checked but not acted on yet (of the
-        refuters, those that are not registered, by name)."""
+        """Warnings for fields that are accepted and checked but not acted on yet: the
+        refuters that are not registered, by name."""
         from causal_core.refuters.registry import refuter_names
 
         unbuilt = [r.name for r in self.refuters if r.name not in refuter_names()]
-        given = {"schedule": self.schedule is not None}
-        refuters = (f"refuters: {', '.join(unbuilt)}: not built yet; ignored",) if unbuilt else ()
-        return refuters + tuple(f"{name}: {NOT_BUILT[name]}; ignored" for name, present in given.items() if present)
-
-
-NOT_BUILT = {
-    "schedule": "scheduling (the Airflow DAG factory) is not built yet",
-}
+        return (f"refuters: {', '.join(unbuilt)}: not built yet; ignored",) if unbuilt else ()

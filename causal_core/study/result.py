@@ -155,6 +155,7 @@ class StudyResult:
     mlflow: Mapping[str, Any] | None = None
     seconds: float = 0.0
     version: int = RESULTS_VERSION
+    experiment: Mapping[str, Any] | None = None  # an experiment readout in full (absent from older results)
 
     def __post_init__(self) -> None:
         for name, kind in (("estimates", EstimateRow), ("comparisons", Comparison)):
@@ -167,7 +168,7 @@ class StudyResult:
         object.__setattr__(self, "warnings", tuple(str(w) for w in self.warnings))
         object.__setattr__(self, "dropped_rows", {str(k): int(v) for k, v in self.dropped_rows.items()})
         object.__setattr__(self, "refutations", tuple(json_native(dict(r)) for r in self.refutations))
-        for name in ("graph_validation", "checks", "mlflow"):
+        for name in ("graph_validation", "checks", "mlflow", "experiment"):
             object.__setattr__(self, name, json_native(getattr(self, name)))
         object.__setattr__(self, "rows", int(self.rows))
         object.__setattr__(self, "seconds", float(self.seconds))
@@ -192,7 +193,7 @@ class StudyResult:
             "comparisons": [c.to_dict() for c in self.comparisons], "warnings": list(self.warnings),
             "refutations": [dict(r) for r in self.refutations], "graph_validation": self.graph_validation,
             "checks": self.checks, "mlflow": self.mlflow, "spec_hash": self.spec_hash, "seconds": self.seconds,
-        }
+        } | ({"experiment": self.experiment} if self.experiment is not None else {})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
@@ -201,7 +202,10 @@ class StudyResult:
     def from_dict(cls, d: Mapping[str, Any]) -> StudyResult:
         """The value a results document describes; a missing, unknown or malformed field is a
         :class:`ResultsError` naming it."""
-        _require(_mapping(d, "results.json"), _TOP_FIELDS, "results.json")
+        experiment = _mapping(d, "results.json").get("experiment")
+        if experiment is not None:
+            _mapping(experiment, "experiment")
+        _require({k: v for k, v in d.items() if k != "experiment"}, _TOP_FIELDS, "results.json")
         if d["version"] != RESULTS_VERSION:
             raise ResultsError(f"results.json: version {d['version']!r} is not supported; expected {RESULTS_VERSION}")
         interval = _part(_interval, d["interval"], "interval")
@@ -216,7 +220,7 @@ class StudyResult:
                        comparisons=comparisons, warnings=tuple(_list(d["warnings"], "warnings")),
                        refutations=tuple(_list(d["refutations"], "refutations")),
                        graph_validation=d["graph_validation"], checks=d["checks"], mlflow=d["mlflow"],
-                       spec_hash=d["spec_hash"], seconds=d["seconds"], version=d["version"])
+                       spec_hash=d["spec_hash"], seconds=d["seconds"], version=d["version"], experiment=experiment)
         except ResultsError:
             raise
         except (TypeError, ValueError) as exc:

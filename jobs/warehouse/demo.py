@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 from jobs.spark import compiler
 from jobs.spark.collect import collect_small
+from jobs.warehouse.demo_experiment import checkout_exposures
 
 DATABASE = "demo"
 START_DATE = "2026-11-01"
@@ -161,6 +162,7 @@ TABLES = {
     "weekly_sales": (weekly_sales, "week_start"),
     "newsletter": (newsletter, "signup_date"),
     "onboarding": (onboarding, "signup_date"),
+    "checkout_exposures": (checkout_exposures, "event_date"),
 }
 
 
