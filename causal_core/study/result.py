@@ -242,14 +242,17 @@ class StudyResult:
         return pd.DataFrame([{c: getattr(e, c) for c in columns} for e in self.estimates], columns=list(columns))
 
     def __str__(self) -> str:
-        """The console summary: one line per estimate row."""
+        """The console summary: one line per estimate row (with its contrast when the study
+        compares more than one pair of treatment values, as an experiment's arms do)."""
         lines = []
+        several = len({e.contrast for e in self.estimates if e.estimated}) > 1
         for e in self.estimates:
             if not e.estimated:
                 lines.append(f"{e.metric}: {e.estimator} not estimated: {e.reason}")
             else:
-                lines.append(f"{e.metric:<12} {e.estimator:<15} {e.segment:<18} {e.target}: {e.estimate:.4f}  "
-                             f"[{_number(e.ci_low)}, {_number(e.ci_high)}]  n={e.n}")
+                contrast = f" {e.contrast}" if several and e.contrast else ""
+                lines.append(f"{e.metric:<12} {e.estimator:<15} {e.segment:<18} {e.target}{contrast}: "
+                             f"{e.estimate:.4f}  [{_number(e.ci_low)}, {_number(e.ci_high)}]  n={e.n}")
         return "\n".join(lines)
 
 
