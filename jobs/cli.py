@@ -16,11 +16,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from causal_core.errors import SpecError, WhybatchError
+from jobs.spark.server import server_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="whybatch: causal effect estimation on warehouse data (plan, run, validate, report, history, demo).")
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+app.add_typer(server_app, name="server")
 
 EXIT_OK, EXIT_STUDY_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -229,7 +231,8 @@ def run(study: Annotated[str, typer.Argument(help="study YAML path or name under
         progress = SILENT if quiet else ConsoleProgress(err)
         with progress.stage(f"start Spark ({prepared.profile.name} profile)") as stage:
             spark = build_session(prepared.profile)
-            stage.note = f"log: {log_files(prepared.profile)[0]}"
+            stage.note = (f"Spark Connect at {prepared.profile.remote}" if getattr(prepared.profile, "remote", None)
+                          else f"log: {log_files(prepared.profile)[0]}")
         result = execute(spark, prepared, output=output, tracking_uri=tracking_uri, track=track,
                          report=report if report is not None else output.with_name("report.html"), progress=progress)
     except WhybatchError as exc:

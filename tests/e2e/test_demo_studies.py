@@ -7,9 +7,10 @@ import pytest
 
 from causal_core.spec import load_spec
 from causal_core.study import Interval, StudyResult, run_key
-from jobs.entrypoints import write_results
+from jobs.entrypoints import execute, prepare_run, write_results
 from jobs.estimate import estimate_study
 from jobs.warehouse.demo import build_demo_warehouse
+from tests.e2e.test_mlflow_server import server  # noqa: F401  (a real mlflow server for this module)
 
 STUDIES = Path(__file__).resolve().parents[2] / "conf" / "studies"
 NAIVE_BIAS_DISCOUNT = 2.5  # lower bound of |naive - ATE| on the demo table (checked below)
@@ -30,13 +31,42 @@ def test_every_example_study_is_run_here():
                         "newsletter_refutation", "onboarding_napkin", "price_iv"]
 
 
+def check_mlflow_run(result: StudyResult, spec, tracking_uri: str) -> None:
+    """The run MLflow holds for ``result``: one active parent with the run key's tags, a child
+    per estimator (its parent's id as tag), every estimate as a metric, the artifacts."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run = client.get_run(result.mlflow["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["whybatch.run_key"] == result.run_key and run.data.tags["whybatch.study"] == spec.name
+    assert run.data.params["spec_hash"] == spec.spec_hash()
+    parents = client.search_runs([result.mlflow["experiment_id"]],
+                                 f"tags.`whybatch.run_key` = '{result.run_key}' and attributes.status = 'FINISHED'")
+    assert [r.info.run_id for r in parents if "mlflow.parentRunId" not in r.data.tags] == [run.info.run_id]
+    children = client.search_runs([result.mlflow["experiment_id"]], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
+    assert {c.info.run_name for c in children} >= {e.estimator for e in result.estimated if e.segment == "all"} - {
+        None}
+    for e in result.estimated:
+        if e.segment == "all" and len({x.contrast for x in result.estimated}) == 1:
+            assert run.data.metrics[f"{e.estimator}.{e.metric}.estimate"] == pytest.approx(e.estimate, rel=1e-12)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"results.json", "plan.json", "report.html", "checks.json"} <= artifacts
+
+
 @pytest.mark.parametrize("study", EXAMPLES)
-def test_example_study_recovers_the_truth_and_its_results_json_round_trips(spark, truths, study, tmp_path):
+def test_example_study_recovers_the_truth_and_its_results_json_round_trips(spark, truths, study, tmp_path,
+                                                                           tracking_store):
+    """Each example as ``whybatch run`` runs it: checks, estimates, refutations, results.json,
+    report.html, the results table and an MLflow run in a real local store."""
     spec = load_spec(STUDIES / f"{study}.yaml")
-    result = estimate_study(spark, spec, Interval())
-    text = write_results(result, tmp_path / "results.json").read_text()
+    result = execute(spark, prepare_run(spec), output=tmp_path / "results.json", track=True,
+                     report=tmp_path / "report.html")
+    text = (tmp_path / "results.json").read_text()
     loaded = StudyResult.from_json(text)
     assert loaded == result and loaded.to_json() == text
+    assert result.checks["passed"] is True and (tmp_path / "report.html").stat().st_size > 10_000
+    check_mlflow_run(result, spec, tracking_store)
     doc = json.loads(text)
     assert doc["study"] == study and doc["rows"] > 30_000
     assert doc["run_key"] == run_key(spec, Interval()) == loaded.run_key
@@ -151,3 +181,20 @@ def test_the_readme_study_example_runs(spark, truths, tmp_path, monkeypatch, cap
     ols = next(e for e in namespace["results"].estimates if e.estimator == "ols" and e.segment == "all")
     assert ols.ci_low <= truths[("discount_observational", "spend", "ate")] <= ols.ci_high
     assert "ols all" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("study", ["discount_observational", "checkout_readout"])
+def test_example_studies_log_to_a_real_mlflow_server(spark, truths, server, study, tmp_path):
+    """``whybatch run`` against a real ``mlflow server`` on 127.0.0.1, read back over HTTP."""
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    uri, _ = server
+    out = CliRunner().invoke(app, ["run", study, "--tracking-uri", uri, "--output", str(tmp_path / "r.json"),
+                                   "--quiet"])
+    assert out.exit_code == 0, out.output
+    result = StudyResult.from_json((tmp_path / "r.json").read_text())
+    assert result.mlflow["tracking_uri"] == uri
+    check_mlflow_run(result, load_spec(STUDIES / f"{study}.yaml"), uri)
