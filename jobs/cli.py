@@ -277,7 +277,13 @@ def demo(rows: Annotated[int, typer.Option(help="rows per demo table")] = 200_00
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     try:
+        from jobs.spark.session import PROJECT_DIR
+
+        if not studies.is_dir() and not studies.is_absolute():  # run from elsewhere: the project's examples
+            studies = PROJECT_DIR / studies
         specs = [load_spec(p) for p in sorted(studies.glob("*.yaml"))]
+        if not specs:
+            raise SpecError(f"no study files (*.yaml) in {studies}")
         for spec in specs:
             for plan_ in plan_study(spec).values():
                 console.print(str(plan_), highlight=False, markup=False)

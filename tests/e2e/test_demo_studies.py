@@ -184,7 +184,7 @@ def test_the_readme_study_example_runs(spark, truths, tmp_path, monkeypatch, cap
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("study", ["discount_observational", "checkout_readout"])
+@pytest.mark.parametrize("study", EXAMPLES)
 def test_example_studies_log_to_a_real_mlflow_server(spark, truths, server, study, tmp_path):
     """``whybatch run`` against a real ``mlflow server`` on 127.0.0.1, read back over HTTP."""
     from typer.testing import CliRunner
