@@ -292,21 +292,25 @@ def demo(rows: Annotated[int, typer.Option(help="rows per demo table")] = 200_00
         console.print(f"building the demo warehouse ({rows} rows per table)...")
         truths = build_demo_warehouse(spark, rows)
         table = Table(title="whybatch demo: estimate vs truth")
-        for col in ("study", "metric", "estimator", "segment", "target", "estimate", "95% CI", "truth", "covered"):
+        for col in ("study", "metric", "estimator", "arm", "target", "estimate", "95% CI", "truth", "covered"):
             table.add_column(col)
         for spec in specs:
             err.rule(spec.name)
             result = execute(spark, prepare_run(spec, profile=profile), output=output / spec.name / "results.json",
                              track=True, report=output / spec.name / "report.html", progress=ConsoleProgress(err))
             for e in result.estimates:
+                if e.segment != "all":  # segments are in the report; the table compares with the truth
+                    continue
                 if not e.estimated:
                     table.add_row(spec.name, e.metric, str(e.estimator), "", "", "—", e.reason[:60], "", "")
                     continue
-                truth = truths.get((spec.name, e.metric, e.target)) if e.segment == "all" else None
+                arm = e.contrast.split(": ", 1)[-1].split(" vs ")[0] if e.contrast else ""
+                truth = truths.get((spec.name, e.metric, e.target), truths.get((spec.name, e.metric, f"ate:{arm}")))
                 interval = (e.ci_low, e.ci_high)
                 covered = "" if truth is None or None in interval else \
                     ("yes" if e.ci_low <= truth <= e.ci_high else "NO")
-                table.add_row(spec.name, e.metric, e.estimator, e.segment, e.target, f"{e.estimate:.4f}",
+                table.add_row(spec.name, e.metric, e.estimator, arm if arm and arm != "1" else e.segment, e.target,
+                              f"{e.estimate:.4f}",
                               "[" + ", ".join("nan" if v is None else f"{v:.4f}" for v in interval) + "]",
                               "" if truth is None else f"{truth:.4f}", covered)
         table.caption = ("covered = the 95% CI contains the simulated truth; coarse propensity strata "
