@@ -49,7 +49,7 @@ def test_non_identifiable_study_exits_1(tmp_path):
     assert out.exit_code == 1 and "NOT IDENTIFIABLE" in out.output and "hedge" in out.output
 
 
-def _tiny_study(tmp_path, extra: str = "") -> Path:
+def _tiny_study(tmp_path) -> Path:
     import numpy as np
     import pandas as pd
 
@@ -65,7 +65,7 @@ treatment: d
 outcome: y
 estimators: [ols]
 bootstrap: {{replicates: 20, seed: 1}}
-{extra}""")
+""")
     return spec
 
 
@@ -121,21 +121,7 @@ def test_run_keeps_sparks_own_output_off_the_console(tmp_path):
     import subprocess
     import sys
 
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=500)
-    d = (rng.random(500) < 0.5).astype(int)
-    pd.DataFrame({"x": x, "d": d, "y": d + x + rng.normal(size=500)}).to_parquet(tmp_path / "t.parquet")
-    (tmp_path / "s.yaml").write_text(f"""name: quiet
-data: {{path: {tmp_path / 't.parquet'}, format: parquet}}
-graph: "x -> d -> y; x -> y"
-treatment: d
-outcome: y
-estimators: [ols]
-bootstrap: {{replicates: 20, seed: 1}}
-""")
+    _tiny_study(tmp_path)
     log = ROOT / "logs" / "spark.log"
     before = log.stat().st_size if log.exists() else 0
     done = subprocess.run([sys.executable, "-m", "jobs.cli", "run", str(tmp_path / "s.yaml"), "--no-track", "--output",
