@@ -99,8 +99,8 @@ def check_data(spark: Any, prepared: PreparedRun, progress: Progress = SILENT):
             wanted.append(spec.data.partition_column)
         frame = df.select(*wanted).cache()
         try:
-            report = _name_all_null_columns(run_checks(spark, spec, frame, end=interval.end), frame,
-                                            describe_selection(spec, interval.start, interval.end))
+            report = run_checks(spark, spec, frame, end=interval.end,
+                                selection=describe_selection(spec, interval.start, interval.end))
         finally:
             frame.unpersist()
         failed = report.critical_failures
@@ -110,21 +110,6 @@ def check_data(spark: Any, prepared: PreparedRun, progress: Progress = SILENT):
         raise DataCheckError(f"0 rows in {describe_selection(spec, interval.start, interval.end)}: nothing to "
                              "check or estimate")
     return report
-
-
-def _name_all_null_columns(report, frame, selection: str):
-    """A column that is null in every row has no type to check (a CSV reader calls it text):
-    its failed type check says it is all null instead (one count over the cached frame)."""
-    from pyspark.sql import functions as F
-
-    typed = [r for r in report.critical_failures if r.check == "column_types" and r.column in frame.columns]
-    if not typed:
-        return report
-    counts = frame.agg(F.count(F.lit(1)).alias("__n"), *(F.count(r.column).alias(r.column) for r in typed)).first()
-    n = counts["__n"]
-    named = {r.column: replace(r, message=f"{r.message.split(' ')[0]} {r.column!r} is null in all {n:,} rows of "
-                                          f"{selection}") for r in typed if n and counts[r.column] == 0}
-    return replace(report, rows=tuple(named.get(r.column, r) if r in typed else r for r in report.rows))
 
 
 def execute(spark: Any, prepared: PreparedRun, *, output: str | Path | None = None, tracking_uri: str | None = None,

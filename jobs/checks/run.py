@@ -12,9 +12,11 @@ source once for all of GX's passes.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from causal_core.spec import StudySpec
 from jobs.checks.messages import result_row
@@ -41,15 +43,15 @@ def ephemeral_context():
 
 
 def run_checks(spark: SparkSession, spec: StudySpec, df: DataFrame, *, end: str | None = None,
-               today: date | None = None) -> CheckReport:
+               today: date | None = None, selection: str = "the interval") -> CheckReport:
     """Validate ``df`` (the interval's rows, as :func:`jobs.warehouse.read.read_study_frame`
     returns them, with the partition column when ``freshness_days`` is set) against the
     suite :func:`~jobs.checks.suite.build_suite` makes from ``spec``.
 
     ``spark`` is the session ``df`` belongs to, as for every Spark step of a run (GX's
     Spark data source takes no session: it reuses the active one); ``end`` is the
-    interval's end and ``today`` the reference date for freshness when there is none.
-    Returns every check's row; it raises nothing for failed checks —
+    interval's end and ``today`` the reference date for freshness when there is none;
+    ``selection`` names the rows in messages. Returns every check's row; it raises nothing for failed checks —
     :func:`~jobs.checks.report.raise_for_critical` does.
     """
     suite = build_suite(spec, dict(df.dtypes), end=end, today=today)
@@ -61,7 +63,21 @@ def run_checks(spark: SparkSession, spec: StudySpec, df: DataFrame, *, end: str 
                                                       "partial_unexpected_count": EXAMPLE_VALUES})
     as_json = validation.to_json_dict()
     results = sorted(as_json.get("results", []), key=_suite_order(suite))
-    return CheckReport(rows=tuple(result_row(r, df.columns) for r in results), validation=as_json)
+    report = CheckReport(rows=tuple(result_row(r, df.columns) for r in results), validation=as_json)
+    return _name_all_null_columns(report, df, selection)
+
+
+def _name_all_null_columns(report, frame, selection: str):
+    """A column that is null in every row has no type to check (a CSV reader calls it text):
+    its failed type check says it is all null instead (one count over the cached frame)."""
+    typed = [r for r in report.critical_failures if r.check == "column_types" and r.column in frame.columns]
+    if not typed:
+        return report
+    counts = frame.agg(F.count(F.lit(1)).alias("__n"), *(F.count(r.column).alias(r.column) for r in typed)).first()
+    n = counts["__n"]
+    named = {r.column: replace(r, message=f"{r.message.split(' ')[0]} {r.column!r} is null in all {n:,} rows of "
+                                          f"{selection}") for r in typed if n and counts[r.column] == 0}
+    return replace(report, rows=tuple(named.get(r.column, r) if r in typed else r for r in report.rows))
 
 
 def _suite_order(suite):
