@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 
 from causal_core.errors import EstimationError, SpecError, WhybatchError
 from causal_core.estimators import BootstrapOptions, Estimator, get_estimator
+from causal_core.estimators.base import ModelRoles
 from causal_core.estimators.results import EstimateResult
 from causal_core.refuters.registry import Refutation, Refuter
 from causal_core.spec import EstimatorSpec, StudySpec
@@ -43,6 +44,7 @@ class _Fit:
     row: EstimateRow
     result: EstimateResult | None = None
     estimator: Estimator | None = None
+    design: ModelRoles | None = None
 
 
 def estimate_study(spark: SparkSession, spec: StudySpec, interval: Interval = Interval(),
@@ -153,7 +155,7 @@ def _fit_group(spark: SparkSession, spec: StudySpec, interval: Interval, metric:
                     r.applies_to(selection.name) for r in refuters):
                 with progress.stage(f"refute {selection.name} on {metric}"):
                     refutations += refute_estimate(refuters, whole.estimator, selection.name, model, metric,
-                                                   _child(seed, len(parts)))
+                                                   _child(seed, len(parts)), engine=engines[0], design=whole.design)
     finally:
         model.release()
     return model.n_rows, dict(model.dropped)
@@ -171,7 +173,7 @@ def _fit(selection: Selection, spec: StudySpec, model: ModelFrame, metric: str, 
             raise
         return _Fit(EstimateRow.not_estimated(selection.name, selection.strategy.name, metric, str(exc),
                                               segment=segment))
-    return _Fit(EstimateRow.from_result(result, model.facts()), result, est)
+    return _Fit(EstimateRow.from_result(result, model.facts()), result, est, design)
 
 
 def _make_estimator(es: EstimatorSpec, spec: StudySpec, seed: np.random.SeedSequence) -> Estimator:

@@ -62,14 +62,15 @@ def linear_gram(estimator: Any, model) -> LinearModelGram | None:
 
 
 def refute_estimate(refuters: Sequence[Refuter], estimator: Any, name: str, model, metric: str,
-                    seed: np.random.SeedSequence) -> list[Refutation]:
-    """Every refuter that applies to ``name``'s whole-frame estimate. A refuter that cannot
-    run records why (``details.reason``, ``passed`` None); it never stops the study."""
+                    seed: np.random.SeedSequence, *, engine: Any = None, design: Any = None) -> list[Refutation]:
+    """Every refuter that applies to ``name``'s whole-frame estimate (fitted by ``engine`` on
+    ``design``). A refuter that cannot run records why (``details.reason``, ``passed`` None);
+    it never stops the study."""
     chosen = [r for r in refuters if r.applies_to(name)]
     if not chosen:
         return []
     fit = FittedEstimate(name, metric, "all", float(estimator.result_.estimate), estimator,
-                         linear_gram(estimator, model), seed)
+                         linear_gram(estimator, model), seed, engine, design)
     out = []
     for refuter in chosen:
         try:

@@ -46,8 +46,10 @@ class Refutation:
 class FittedEstimate:
     """What a refuter may read of one estimate: the estimator's name and its fitted object
     (``bucket_statistic_`` for every estimator, ``layout_``/``grouped_`` for ols), the
-    estimate, the Gram summary of the additive linear model (``linear_gram``, for ols), and
-    the seed the refuter's simulations draw from."""
+    estimate, the Gram summary of the additive linear model (``linear_gram``, for ols), the
+    seed the refuter's simulations draw from, and — for a refuter that needs a pass of its
+    own — the moment engine and the design (:class:`~causal_core.estimators.base.ModelRoles`)
+    the estimate was fitted on."""
 
     estimator: str
     metric: str
@@ -56,6 +58,8 @@ class FittedEstimate:
     fitted: Any = None
     linear_gram: Any = None
     seed: np.random.SeedSequence = field(default_factory=lambda: np.random.SeedSequence(0))
+    engine: Any = None
+    design: Any = None
 
     def rng(self, refuter: str) -> np.random.Generator:
         """The generator of ``refuter``'s simulations: a child of the estimate's seed keyed on
@@ -117,5 +121,6 @@ def refuter_names() -> tuple[str, ...]:
 def _load() -> None:
     # The refuter modules register themselves on import.
     import causal_core.refuters.graph_refuter  # noqa: F401
+    import causal_core.refuters.marginal_sensitivity  # noqa: F401
     import causal_core.refuters.ovb_refuter  # noqa: F401
     import causal_core.refuters.simulation  # noqa: F401

@@ -32,7 +32,7 @@ DESIGNS = ("observational", "experiment")
 FORMATS = ("parquet", "csv", "json", "orc", "delta")
 NULL_POLICIES = ("drop", "fail")
 REFUTERS = ("placebo_treatment", "random_common_cause", "data_subset", "dummy_outcome", "unobserved_common_cause",
-            "sensitivity", "graph_validation")
+            "sensitivity", "marginal_sensitivity", "graph_validation")
 SCHEDULE_PRESETS = ("@once", "@hourly", "@daily", "@weekly", "@monthly", "@yearly")
 class _Yaml12Loader(yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2 booleans: only true/false (any case form) are

@@ -5,7 +5,7 @@ Refutations are the dicts of ``StudyResult.refutations`` (``refuter``, ``estimat
 ``metric``, ``segment``, ``new_effect``, ``p_value``, ``passed``, ``details``); the
 simulation refuters keep their simulated ``effects``, ``sensitivity`` the
 Cinelli–Hazlett statistics and benchmark bounds, ``unobserved_common_cause`` a contour
-``grid``.
+``grid``, ``marginal_sensitivity`` its bounds per Λ and the breakdown Λ.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ def measure(details: Mapping) -> str:
     """What a refuter measured, in a few words."""
     if "rv_qa" in details:
         return f"RV {share(details.get('rv_q'))}, RV at α {share(details.get('rv_qa'))}"
+    if "breakdown_lambda" in details:
+        return (f"breakdown Λ {number(details['breakdown_lambda'])} (interval: "
+                f"{number(details.get('breakdown_lambda_ci'))})")
     if "strongest" in details:
         s = details["strongest"]
         return (f"at R² ({number(s['r2dz_x'])}, {number(s['r2yz_dx'])}): CI {number(s['ci_low'])} … "
@@ -133,6 +136,20 @@ def _grid_figure(r: Mapping) -> list[str]:
                    f"interval is {number(strongest.get('ci_low'))} … {number(strongest.get('ci_high'))}.")]
 
 
+def _msm_table(r: Mapping) -> Html:
+    """The bounds of one ``marginal_sensitivity`` refutation per Λ, with their bootstrap interval."""
+    d = r["details"]
+    note = paragraph(f"The {d.get('target', 'ate').upper()} if an unobserved confounder moved each unit's odds of "
+                     f"treatment by a factor up to Λ (Zhao, Small & Bhattacharya 2019); the bounds reach zero at "
+                     f"Λ = {number(d.get('breakdown_lambda'))}, their {share(1 - d.get('alpha', 0.05))} interval at "
+                     f"Λ = {number(d.get('breakdown_lambda_ci'))}. Outcome in {d.get('bins')} bins of width "
+                     f"{number(d.get('bin_width'))}: the inner bounds show what the binning added.")
+    rows = [(number(b["lambda"]), number(b["lower"]), number(b["upper"]), number(b["inner_lower"]),
+             number(b["inner_upper"]), number(b["ci_low"]), number(b["ci_high"])) for b in d["bounds"]]
+    return Html(note + table(["Λ", "lower", "upper", "inner lower", "inner upper", "interval low", "interval high"],
+                             rows, numeric=range(0, 7)))
+
+
 def sensitivity_section(result: StudyResult) -> Html | None:
     """Contour plots of the adjusted estimate over the confounder's partial R²."""
     parts: list[str] = []
@@ -142,6 +159,8 @@ def sensitivity_section(result: StudyResult) -> Html | None:
             parts += [heading(_who(r)), *_sensitivity_figure(r)]
         elif r["refuter"] == "unobserved_common_cause" and details.get("grid"):
             parts += [heading(_who(r)), *_grid_figure(r)]
+        elif r["refuter"] == "marginal_sensitivity" and details.get("bounds"):
+            parts += [heading(_who(r)), _msm_table(r)]
     if not parts:
         return None
     return section("sensitivity", "Sensitivity to an unobserved confounder", parts)

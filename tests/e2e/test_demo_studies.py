@@ -122,7 +122,11 @@ def test_example_study_recovers_the_truth_and_its_results_json_round_trips(spark
         assert {k: r["passed"] for k, r in by_name.items()} == {
             ("placebo_treatment", "ols"): True, ("random_common_cause", "ols"): True,
             ("dummy_outcome", "ols"): True, ("data_subset", "ols"): True, ("data_subset", "ipw"): True,
-            ("sensitivity", "ols"): False, ("unobserved_common_cause", "ols"): True}
+            ("sensitivity", "ols"): False, ("unobserved_common_cause", "ols"): True,
+            ("marginal_sensitivity", "ipw"): False}, by_name[("marginal_sensitivity", "ipw")]["details"]
+        # a hidden factor that doubles the odds of subscribing could explain the weighting estimate away
+        msm = by_name[("marginal_sensitivity", "ipw")]["details"]
+        assert 1.2 < msm["breakdown_lambda_ci"] < 2 and msm["breakdown_lambda_ci"] <= msm["breakdown_lambda"]
         ucc = by_name[("unobserved_common_cause", "ols")]
         assert 0 < ucc["new_effect"] < ucc["details"]["coefficient"]
         validation = loaded.graph_validation
