@@ -168,7 +168,7 @@ def bucket_bootstrap(sums: ExperimentSums, spec: StudySpec, metrics: tuple[Metri
         return out
     k = len(sums.buckets[exp.control].n)
     weights = np.random.default_rng(np.random.SeedSequence(spec.bootstrap.seed)).poisson(1.0, (b, k))
-    ctrl = sums.buckets[exp.control]
+    replicas = {arm: [s.weighted(w) for w in weights] for arm, s in sums.buckets.items() if arm in exp.arms}
     for m in metrics:
         if m.kind == "quantile":
             continue
@@ -176,8 +176,7 @@ def bucket_bootstrap(sums: ExperimentSums, spec: StudySpec, metrics: tuple[Metri
             if arm == exp.control:
                 continue
             lifts = []
-            for w in weights:
-                a, t = ctrl.weighted(w), sums.buckets[arm].weighted(w)
+            for a, t in zip(replicas[exp.control], replicas[arm]):
                 try:
                     if m.has_covariate:
                         adj = cuped_arms(a, t, m)

@@ -70,8 +70,8 @@ def always_valid_p(estimate, se, n, planned_n: float = DEFAULT_PLANNED_N, alpha:
     rho2 = mixture_rho(alpha, planned_n) ** 2
     st2 = (estimate - null) ** 2 / se ** 2
     tr = n * rho2 + 1.0
-    e_value = np.exp(rho2 * n * st2 / (2.0 * tr)) / np.sqrt(tr)
-    return np.minimum(1.0 / e_value, 1.0)
+    log_e = rho2 * n * st2 / (2.0 * tr) - 0.5 * np.log(tr)  # in logs: E overflows on large samples
+    return np.exp(-np.maximum(log_e, 0.0))
 
 
 def sequential_lift(estimate: float, se: float, n: float, *, alpha: float = 0.05,

@@ -66,12 +66,14 @@ def _arm(a: str) -> str:
     return a.replace("_", "")
 
 
-def checkout_exposures(spark: SparkSession, rows: int, seed: int = 7) -> tuple[DataFrame, list[tuple]]:
-    """The exposure table (about ``exposure_rows(rows)`` rows less the lost users) and
-    its truths ``(study, metric, "ate:<arm>", lift)`` for the two treatment arms."""
+def checkout_exposures(spark: SparkSession, rows: int, seed: int = 7, *, units: int | None = None,
+                       days: int = DAYS) -> tuple[DataFrame, list[tuple]]:
+    """The exposure table (about ``exposure_rows(rows)`` rows less the lost users; or
+    ``units`` users, when given, on ``days`` days each) and its truths ``(study, metric,
+    "ate:<arm>", lift)`` for the two treatment arms."""
     from jobs.warehouse.demo import START_DATE, normal, sigmoid, uniform  # demo.py registers this table
 
-    units = max(exposure_rows(rows) // DAYS, 60)
+    units = units if units is not None else max(exposure_rows(rows) // days, 60)
     u = spark.range(units).select(
         F.col("id").alias("unit"), F.concat(F.lit("u"), F.col("id")).alias("user_id"),
         _pick(uniform(seed, 1), [(a, 1 / 3) for a in ARMS]).alias("variant"),
@@ -82,8 +84,8 @@ def checkout_exposures(spark: SparkSession, rows: int, seed: int = 7) -> tuple[D
         uniform(seed, 5).alias("_lose"))
     lost = (F.col("variant") == "one_click") & (F.col("browser") == "edge") & (F.col("_lose") < lost_share(units))
     u = u.where(~lost).drop("_lose")
-    df = u.crossJoin(spark.range(DAYS).withColumnRenamed("id", "day")) \
-        .withColumn("id", F.col("unit") * DAYS + F.col("day"))  # the row key of the daily draws
+    df = u.crossJoin(spark.range(days).withColumnRenamed("id", "day")) \
+        .withColumn("id", F.col("unit") * days + F.col("day"))  # the row key of the daily draws
     base = -2.2 + 0.35 * F.log(F.col("pre_revenue"))
     basket = (4.0 + 0.5 * F.col("pre_revenue")) * F.exp(0.3 * normal(seed, 11))
     activity = (0.5 + 0.05 * F.col("pre_revenue")) * F.exp(0.5 * normal(seed, 12))
