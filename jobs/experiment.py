@@ -21,9 +21,9 @@ one Spark plan that ends with one small collect.
    keeps ranks exact and moves values by at most half a unit in the third digit. Histograms
    of different segments and days merge by adding counts.
 
-Steps 2 and 3 are two aggregations of the exploded units in one query: both read the one
-per-unit shuffle of step 1 (Spark reuses the exchange), so the table is scanned and shuffled
-once, and the driver gets K × arms + arms × levels rows plus the histograms.
+Steps 2 and 3 are one aggregation over the units (each unit exploded to its grouping sets,
+and each of those to a moment row and a row per quantile metric), so the table is scanned
+and shuffled once and the driver gets K × arms + arms × levels rows plus the histograms.
 """
 
 from __future__ import annotations
@@ -152,30 +152,25 @@ def _sets(n_segments: int) -> Column:
 
 def sums_and_histograms(units: DataFrame, names: tuple[str, ...], quantile_columns: tuple[str, ...],
                         n_segments: int) -> DataFrame:
-    """Steps 2 and 3: each unit exploded to its grouping sets; per (arm, set, key) the moment
-    row (``__q`` = -1: n, rows and sums), and per (arm, set, level) and quantile column ``i``
-    the unit counts of each rounded value (``__q`` = i; the overall histogram is not split by
-    bucket). The two aggregations read the same per-unit shuffle (Spark reuses the exchange
-    within the query), so the table is scanned once; each sums only its own rows."""
-    kept = [q(n) for n in names]
+    """Steps 2 and 3 as one aggregation: each unit is exploded to its grouping sets, and
+    each of those to one moment row (``__q`` = -1: n, rows and sums per (arm, set, key))
+    and one row per quantile column (``__q`` = i: its rounded value, counted per (arm,
+    set, level); the overall histogram is not split by bucket)."""
+    kept = [q(n) for n in names] + [q(f"sum({c})") for c in quantile_columns]
     by_set = units.select(_ARM, _ROWS, *kept, _sets(n_segments).alias("g")) \
         .select(_ARM, F.col("g.s").alias(_SET), F.col("g.k").alias(_KEY), _ROWS, *kept)
-    pairs = [(i, j) for i in range(len(names)) for j in range(i, len(names))]
-    moments = by_set.groupBy(_ARM, _SET, _KEY).agg(
-        F.count(F.lit(1)).alias(_N), F.sum(_ROWS).alias(_ROWS),
-        *[F.sum(q(n)).alias(f"s{i}") for i, n in enumerate(names)],
-        *[F.sum(q(names[i]) * q(names[j])).alias(f"c{i}_{j}") for i, j in pairs]) \
-        .select(_ARM, _SET, _KEY, F.lit(-1).alias(_Q), F.lit(0.0).alias(_VALUE), _N, _ROWS,
-                *[f"s{i}" for i in range(len(names))], *[f"c{i}_{j}" for i, j in pairs])
-    if not quantile_columns:
-        return moments
-    parts = F.explode(F.array(*[F.struct(F.lit(i).alias("i"), rounded(q(f"sum({c})")).alias("v"))
+    parts = F.explode(F.array(F.struct(F.lit(-1).alias("i"), F.lit(0.0).alias("v")),
+                              *[F.struct(F.lit(i).alias("i"), rounded(q(f"sum({c})")).alias("v"))
                                 for i, c in enumerate(quantile_columns)]))
-    values = units.select(_ARM, _sets(n_segments).alias("g"), parts.alias("h")).select(
-        _ARM, F.col("g.s").alias(_SET), F.when(F.col("g.s") == 0, F.lit("")).otherwise(F.col("g.k")).alias(_KEY),
-        F.col("h.i").alias(_Q), F.col("h.v").alias(_VALUE))
-    histograms = values.groupBy(_ARM, _SET, _KEY, _Q, _VALUE).agg(F.count(F.lit(1)).alias(_N))
-    return moments.unionByName(histograms, allowMissingColumns=True)
+    rows = by_set.select("*", parts.alias("h")).select(
+        _ARM, _SET, F.when((F.col("h.i") >= 0) & (F.col(_SET) == 0), F.lit("")).otherwise(F.col(_KEY)).alias(_KEY),
+        F.col("h.i").alias(_Q), F.col("h.v").alias(_VALUE), _ROWS, *[q(n) for n in names])
+    moment = F.col(_Q) < 0
+    pairs = [(i, j) for i in range(len(names)) for j in range(i, len(names))]
+    return rows.groupBy(_ARM, _SET, _KEY, _Q, _VALUE).agg(
+        F.count(F.lit(1)).alias(_N), F.sum(F.when(moment, F.col(_ROWS))).alias(_ROWS),
+        *[F.sum(F.when(moment, q(n))).alias(f"s{i}") for i, n in enumerate(names)],
+        *[F.sum(F.when(moment, q(names[i]) * q(names[j]))).alias(f"c{i}_{j}") for i, j in pairs])
 
 
 def experiment_sums(spark: SparkSession, spec: StudySpec, metrics: tuple[Metric, ...], interval: Interval = Interval(),
