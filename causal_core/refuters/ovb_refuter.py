@@ -11,6 +11,12 @@ Darfur example absorbs village this way). Benchmarks are graph
 variables; each stands for all the model terms that encode it (a category's dummies, a
 polynomial's powers), as one group (section 6.1).
 
+Beside them, for a model without absorbed fixed effects: the E-value (VanderWeele & Ding
+2017) of the effect standardized by the outcome's standard deviation, through their
+conversion of a standardized mean difference ``d`` to a risk ratio, ``RR ≈ exp(0.91 d)``
+(interval ``exp(0.91 d ± 1.78 se_d)``) — the risk ratio a confounder would need with both
+treatment and outcome to explain the effect (its interval) away.
+
 Pass rule: the estimate passes when RV_{q,α} exceeds both partial R² — with the treatment
 and with the outcome — of a confounder as strong as the strongest benchmark (the kd = ky = 1
 bound of section 6): such a confounder cannot bring the estimate to a ``(1 - q)`` fraction
@@ -27,7 +33,8 @@ from causal_core.errors import EstimationError
 from causal_core.estimators.linear_model_gram import LinearModelGram, gram_names
 from causal_core.refuters.registry import Refutation, Refuter, register_refuter
 from causal_core.refuters.sensitivity import (
-    Benchmark, OmittedVariableBias, benchmark_bounds, benchmark_from_gram, ols_from_gram, omitted_variable_bias,
+    Benchmark, OmittedVariableBias, benchmark_bounds, benchmark_from_gram, e_value, ols_from_gram,
+    omitted_variable_bias,
 )
 
 
@@ -58,6 +65,21 @@ def sensitivity_from_gram(model: LinearModelGram, *, benchmarks: Sequence[str] =
             bounds += omitted_variable_bias(fit, (bench,), kd=[d for d, _ in feasible], ky=[y for _, y in feasible],
                                             q=q, alpha=alpha, treatment=treatment).bounds
     return replace(base, bounds=tuple(bounds)), tuple(infeasible)
+
+
+def standardized_e_value(model: LinearModelGram, estimate: float, se: float) -> dict | None:
+    """The E-value of ``estimate`` (SE ``se``) divided by the outcome's sample standard deviation
+    (from the Gram), as a standardized mean difference; None with absorbed fixed effects (the
+    Gram is then within groups) or a constant outcome."""
+    if model.absorbed:
+        return None
+    g, j = model.gram, model.names.index(model.outcome)
+    n = g[0, 0]
+    var = (g[j, j] - g[0, j] ** 2 / n) / (n - 1) if n > 1 else 0.0
+    if not var > 0:
+        return None
+    sd = float(var ** 0.5)
+    return {**e_value(estimate / sd, measure="smd", se=se / sd).to_dict(), "outcome_sd": sd}
 
 
 def benchmark_groups(model: LinearModelGram, benchmarks: Sequence[str]) -> list[Benchmark]:
@@ -121,7 +143,8 @@ class SensitivityRefuter(Refuter):
         return Refutation(self.name, estimator, metric, segment,
                           new_effect=None if strongest is None else strongest.estimate, p_value=None,
                           passed=passes(ovb, groups),
-                          details={**ovb.to_dict(), "infeasible_bounds": list(infeasible), "benchmarks": strengths})
+                          details={**ovb.to_dict(), "infeasible_bounds": list(infeasible), "benchmarks": strengths,
+                                   "e_value": standardized_e_value(model, ovb.estimate, ovb.se)})
 
 
 def _floats(values: float | Sequence[float]) -> tuple[float, ...]:

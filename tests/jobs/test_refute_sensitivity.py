@@ -100,6 +100,14 @@ def test_sensitivity_matches_statsmodels(spark, tmp_path):
     # x1 is a strong confounder: one as strong as it could make the effect insignificant
     assert details["rv_qa"] < max(r2dz, r2yz) and ref["passed"] is False
     assert ref["p_value"] is None
+    # the E-value of the effect in outcome standard deviations (VanderWeele & Ding 2017's
+    # conversion RR = exp(0.91 d), interval exp(0.91 d - 1.78 se_d)), in closed form
+    sd = np.std(y, ddof=1)
+    rr, rr_low = math.exp(0.91 * b / sd), math.exp(0.91 * b / sd - 1.78 * se / sd)
+    ev = details["e_value"]
+    assert ev["outcome_sd"] == pytest.approx(sd, rel=1e-9) and ev["risk_ratio"] == pytest.approx(rr, rel=1e-9)
+    assert ev["point"] == pytest.approx(rr + math.sqrt(rr * (rr - 1)), rel=1e-9)
+    assert ev["ci"] == pytest.approx(1.0 if rr_low <= 1 else rr_low + math.sqrt(rr_low * (rr_low - 1)), rel=1e-9)
     assert StudyResult.from_json(result.to_json()) == result
 
 
