@@ -15,11 +15,15 @@ A spec that does not parse leaves its study unscheduled with a warning naming th
 and the problem (the DagBag's warnings), and the other studies keep their DAGs.
 
 How the tasks run is an *execution*, picked with ``WHYBATCH_AIRFLOW_EXECUTION``
-(:data:`EXECUTIONS`): ``in_process`` runs the steps in the Airflow worker, on a Spark
-session from the DAG param ``profile`` (default ``WHYBATCH_PROFILE``, else ``local``) —
-``local[*]`` in the worker, or any profile :func:`jobs.spark.session.build_session` can
-open, such as a Spark Connect server. An execution that submits the steps to a cluster
-(``SparkSubmitOperator``) registers here with the same four task ids.
+(:data:`EXECUTIONS`), each with the same four task ids. Both take the Spark profile from
+the DAG param ``profile`` (default ``WHYBATCH_PROFILE``, else ``local``).
+
+- ``in_process`` runs the steps in the Airflow worker, on a session from the profile —
+  ``local[*]`` in the worker, or any profile :func:`jobs.spark.session.build_session` can
+  open, such as a Spark Connect server.
+- ``spark_submit`` (:mod:`airflow_dags.spark_submit`) runs the two Spark steps as
+  ``spark-submit`` applications on the profile's master with ``SparkSubmitOperator``;
+  it needs the package apache-airflow-providers-apache-spark (``make install``).
 """
 
 from __future__ import annotations
@@ -125,30 +129,40 @@ def in_process_tasks(study: ScheduledStudy) -> None:
 
     @task(task_id="check_data")
     def check_data() -> str:
-        start, end, profile = _run_args()
-        return _fail_fast("check", source, start, end, profile)
+        start, end, profile = run_args()
+        return fail_fast("check", source, start, end, profile)
 
     @task(task_id="plan")
     def plan(run_dir: str) -> str:
-        start, end, _ = _run_args()
-        return _fail_fast("plan", source, start, end, run_dir)
+        start, end, _ = run_args()
+        return fail_fast("plan", source, start, end, run_dir)
 
     @task(task_id="estimate")
     def estimate(run_dir: str, run_key: str) -> str:
         """``run_key`` (plan's result) only orders this task after plan."""
-        start, end, profile = _run_args()
-        return _fail_fast("estimate", source, start, end, run_dir, profile)
+        start, end, profile = run_args()
+        return fail_fast("estimate", source, start, end, run_dir, profile)
 
     @task(task_id="publish")
     def publish(results: str) -> str:
-        start, end, profile = _run_args()
-        return _fail_fast("publish", source, start, end, results, profile)
+        start, end, profile = run_args()
+        return fail_fast("publish", source, start, end, results, profile)
 
     run_dir = check_data()
     publish(estimate(run_dir, plan(run_dir)))
 
 
-EXECUTIONS: dict[str, Callable[[ScheduledStudy], None]] = {"in_process": in_process_tasks}
+def spark_submit_tasks(study: ScheduledStudy) -> None:
+    """check_data and estimate as ``spark-submit`` applications, plan and publish in the
+    worker (:func:`airflow_dags.spark_submit.add_tasks`). Imported here, when a DAG uses
+    it, so the DAG file parses without the Spark provider."""
+    from airflow_dags.spark_submit import add_tasks
+
+    add_tasks(study)
+
+
+EXECUTIONS: dict[str, Callable[[ScheduledStudy], None]] = {"in_process": in_process_tasks,
+                                                           "spark_submit": spark_submit_tasks}
 
 
 def _execution(name: str) -> Callable[[ScheduledStudy], None]:
@@ -159,8 +173,9 @@ def _execution(name: str) -> Callable[[ScheduledStudy], None]:
                         ((EXECUTION_ENV, f"one of {sorted(EXECUTIONS)}"),)) from None
 
 
-def _run_args() -> tuple[str | None, str | None, str]:
-    """The running task's partition interval and Spark profile."""
+def run_args() -> tuple[str | None, str | None, str]:
+    """The running task's partition interval (:func:`airflow_dags.steps.partition_interval`)
+    and Spark profile."""
     from airflow_dags.steps import partition_interval
 
     context = get_current_context()
@@ -168,7 +183,7 @@ def _run_args() -> tuple[str | None, str | None, str]:
     return start, end, context["params"]["profile"]
 
 
-def _fail_fast(step: str, *args: Any) -> str:
+def fail_fast(step: str, *args: Any) -> str:
     """Run the step named ``step`` of :mod:`airflow_dags.steps`. A study that failed its
     checks or cannot be run fails its task at once, with the reason, instead of being
     retried (a retry would read the same data); anything else, a tracking store that is

@@ -11,25 +11,27 @@ id); what passes between steps is a file in the run directory::
         checks.json        GX's validation result, the MLflow artifact
         report.html        written by publish
 
+The ``spark_submit`` execution writes the same files: its check application
+(``jobs/submit.py --checks-only``, the :func:`jobs.submit.check_step` that :func:`check`
+calls) writes data_checks.json, its estimate application (``whybatch run`` on the
+interval) results.json, checks.json, report.html and the MLflow run, and
+:func:`published` reads the run back.
+
 A step is a transaction keyed on the interval: running it again overwrites its files
 and, in MLflow and the results table, replaces that interval's run (the run key).
-Nothing here imports Airflow, so a ``spark-submit`` application or a test can call the
-steps as they are. A study whose data fail a critical check, or that cannot be
-estimated, raises its :class:`~causal_core.errors.WhybatchError` after recording a
-FAILED run in MLflow.
+Nothing here imports Airflow, so a test can call the steps as they are. A study whose
+data fail a critical check, or that cannot be estimated, raises its
+:class:`~causal_core.errors.WhybatchError` after recording a FAILED run in MLflow.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from causal_core.errors import TrackingError, WhybatchError
 from jobs.entrypoints import PreparedRun, prepare_run
 from jobs.spark.session import PROJECT_DIR
 
@@ -90,16 +92,13 @@ def check(study: str, start: str | None, end: str | None, profile: str = "local"
           tracking_uri: str | None = None) -> str:
     """Check the spec, then the interval's data (Great Expectations); write
     data_checks.json and return the run directory. Data that fail a critical check raise
-    :class:`~causal_core.errors.DataCheckError` after a FAILED run is recorded."""
-    from jobs.checks import raise_for_critical
-    from jobs.entrypoints import check_data
+    :class:`~causal_core.errors.DataCheckError` after a FAILED run is recorded
+    (:func:`jobs.submit.check_step`, what the ``spark_submit`` execution submits)."""
+    from jobs.submit import check_step
 
     prepared = prepare_run(study, start=start, end=end, profile=profile)
     files = run_files(prepared.spec.name, end)
-    with _failures_recorded(prepared, tracking_uri):
-        report = check_data(_session(prepared), prepared)
-        raise_for_critical(report)
-    _write_json(files.data_checks, report.to_dict())
+    check_step(_session(prepared), prepared, files.data_checks, tracking_uri=tracking_uri)
     return str(files.root)
 
 
@@ -124,10 +123,11 @@ def estimate(study: str, start: str | None, end: str | None, run_dir: str, profi
     from jobs.checks.report import CheckReport
     from jobs.entrypoints import write_results
     from jobs.estimate import estimate_study
+    from jobs.submit import failures_recorded
 
     prepared = prepare_run(study, start=start, end=end, profile=profile)
     files = RunFiles(Path(run_dir))
-    with _failures_recorded(prepared, tracking_uri):
+    with failures_recorded(prepared, tracking_uri):
         result = estimate_study(_session(prepared), prepared.spec, prepared.interval)
     checks = CheckReport.from_dict(json.loads(files.data_checks.read_text(encoding="utf-8")))
     checks = checks.with_rows(fit_checks(result))
@@ -157,29 +157,33 @@ def publish(study: str, start: str | None, end: str | None, results: str, profil
     return logged.mlflow["run_id"]
 
 
+def published(study: str, start: str | None, end: str | None, tracking_uri: str | None = None) -> str:
+    """The publish step of the ``spark_submit`` execution, in the worker: the estimate
+    application has written report.html, the results table and the MLflow run; this
+    reads the run id from results.json and that run's results back from the tracking
+    store the worker sees, so a driver that logged elsewhere fails here, naming the
+    store. Returns the MLflow run id."""
+    from causal_core.errors import TrackingError
+    from jobs.entrypoints import load_results
+    from jobs.tracking.runs_read import download_results
+
+    prepared = prepare_run(study, start=start, end=end)
+    files = run_files(prepared.spec.name, end)
+    result = load_results(files.results)
+    if not result.mlflow:
+        raise TrackingError(f"{files.results} names no MLflow run: the estimate step ran without tracking")
+    run_id = result.mlflow["run_id"]
+    logged = download_results(run_id, tracking_uri=tracking_uri)
+    if logged.run_key != result.run_key:
+        raise TrackingError(f"MLflow run {run_id} is of run key {logged.run_key!r}, not {result.run_key!r} "
+                            f"({files.results})")
+    return run_id
+
+
 def _session(prepared: PreparedRun):
     from jobs.spark.session import build_session
 
     return build_session(prepared.profile)
-
-
-@contextmanager
-def _failures_recorded(prepared: PreparedRun, tracking_uri: str | None) -> Iterator[None]:
-    """Record a FAILED MLflow run when the block raises a :class:`WhybatchError` (a
-    failed check, a study that cannot be estimated), then let the error through; a
-    tracking store that is down does not hide the original error."""
-    try:
-        yield
-    except TrackingError:
-        raise
-    except WhybatchError as exc:
-        from jobs.tracking.mlflow_runs import log_failed_run
-
-        try:
-            log_failed_run(prepared.spec, prepared.interval, str(exc), tracking_uri=tracking_uri)
-        except TrackingError:
-            pass
-        raise
 
 
 def _write_json(path: Path, value: object) -> None:

@@ -25,6 +25,7 @@ ROWS_PER_DAY = 200
 EXPERIMENT = "whybatch-airflow-test"
 # a manual run at this logical date covers the day before it: [2026-03-01, 2026-03-02)
 LOGICAL_DATE = datetime(2026, 3, 2, tzinfo=timezone.utc)
+INTERVAL = ("2026-03-01", "2026-03-02")
 
 
 def _spec(name: str, table: Path, extra: str = "") -> str:
@@ -73,7 +74,7 @@ def study_env(studies, tmp_path, monkeypatch):
     return tmp_path / "runs"
 
 
-def _dagbag():
+def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=DAGS_FOLDER)
@@ -84,7 +85,7 @@ def test_the_dagbag_has_one_dag_per_project_study_with_a_schedule(monkeypatch):
     scheduled = {yaml.safe_load(p.read_text())["name"] for p in (ROOT / "conf/studies").glob("*.yaml")
                  if yaml.safe_load(p.read_text()).get("schedule")}
     assert scheduled, "no project study has a schedule"
-    bag = _dagbag()
+    bag = dagbag()
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {f"whybatch__{name}" for name in scheduled}
     dag = bag.dags["whybatch__checkout_experiment"]
@@ -97,7 +98,7 @@ def test_the_dagbag_has_one_dag_per_project_study_with_a_schedule(monkeypatch):
 
 
 def test_a_study_that_does_not_parse_is_left_out_with_a_warning_naming_it(study_env):
-    bag = _dagbag()
+    bag = dagbag()
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {"whybatch__tiny_daily", "whybatch__tiny_gated"}
     warned = [w for ws in bag.captured_warnings.values() for w in ws]
@@ -109,11 +110,12 @@ def test_an_unknown_execution_is_refused_naming_the_known_ones(study_env):
     from airflow_dags.factory import build_dags
     from causal_core.errors import SpecError
 
-    with pytest.raises(SpecError, match=r"'spark_submit_typo'.*\['in_process'\]"):
+    with pytest.raises(SpecError, match=r"'spark_submit_typo'.*\['in_process', 'spark_submit'\]"):
         build_dags(execution="spark_submit_typo")
 
 
-def test_parsing_is_quick_and_imports_neither_spark_nor_mlflow():
+@pytest.mark.parametrize("execution", ["in_process", "spark_submit"])
+def test_parsing_is_quick_and_imports_neither_spark_nor_mlflow(execution):
     """A fresh interpreter: Airflow itself is imported first (every DAG file pays for it);
     then the DAG file's own import is timed and the modules it loaded are listed."""
     code = (
@@ -127,6 +129,7 @@ def test_parsing_is_quick_and_imports_neither_spark_nor_mlflow():
         "                  'dags': sorted(k for k in vars(m) if k.startswith('whybatch__'))}))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "WHYBATCH_STUDIES_DIR"}
+    env["WHYBATCH_AIRFLOW_EXECUTION"] = execution
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     parsed = json.loads(out.stdout.strip().splitlines()[-1])
@@ -144,41 +147,47 @@ def test_the_data_interval_becomes_the_partition_interval():
     assert partition_interval(None, None) == (None, None)
 
 
-def _run_dag(dag_id: str):
+def run_dag(dag_id: str):
     """Parse the DAG folder as Airflow does and run one DAG for LOGICAL_DATE in-process."""
-    bag = _dagbag()
+    bag = dagbag()
     assert bag.import_errors == {}
     return bag.dags[dag_id].test(logical_date=LOGICAL_DATE)
 
 
-def _parent_runs(client, study: str, view=None):
+def parent_runs(client, spec_file: Path, view=None):
+    """The parent runs of the study in ``spec_file`` on INTERVAL, found by its run key (a
+    study of the same name on another module's table has another key)."""
     from mlflow.entities import ViewType
 
+    from causal_core.spec import load_spec
+    from causal_core.study import Interval, run_key
+
+    key = run_key(load_spec(spec_file), Interval(*INTERVAL))
     experiment = client.get_experiment_by_name(EXPERIMENT)
-    runs = client.search_runs([experiment.experiment_id], f"tags.`whybatch.study` = '{study}'",
+    runs = client.search_runs([experiment.experiment_id], f"tags.`whybatch.run_key` = '{key}'",
                               run_view_type=view or ViewType.ACTIVE_ONLY)
     return [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
 
 
 @pytest.mark.slow
-def test_a_study_dag_runs_end_to_end_for_its_interval_and_a_rerun_replaces_it(spark, airflow_db, study_env,
+def test_a_study_dag_runs_end_to_end_for_its_interval_and_a_rerun_replaces_it(spark, airflow_db, studies, study_env,
                                                                               tracking_store):
     from mlflow import MlflowClient
     from mlflow.entities import ViewType
 
     client = MlflowClient(tracking_store)
-    first = _run_dag("whybatch__tiny_daily")
+    first = run_dag("whybatch__tiny_daily")
     assert first.state == "success", [(ti.task_id, ti.state) for ti in first.get_task_instances()]
     assert (first.data_interval_start.date().isoformat(), first.data_interval_end.date().isoformat()) == (
         "2026-03-01", "2026-03-02")
-    [earlier] = _parent_runs(client, "tiny_daily")
+    [earlier] = parent_runs(client, studies / "tiny_daily.yaml")
 
-    second = _run_dag("whybatch__tiny_daily")
+    second = run_dag("whybatch__tiny_daily")
     assert second.state == "success"
     assert {ti.task_id: ti.state for ti in second.get_task_instances()} == dict.fromkeys(
         ["check_data", "plan", "estimate", "publish"], "success")
 
-    [run] = _parent_runs(client, "tiny_daily")
+    [run] = parent_runs(client, studies / "tiny_daily.yaml")
     assert run.info.run_id != earlier.info.run_id and run.info.status == "FINISHED"
     assert client.get_run(earlier.info.run_id).info.lifecycle_stage == "deleted"
     tags = run.data.tags
@@ -198,21 +207,21 @@ def test_a_study_dag_runs_end_to_end_for_its_interval_and_a_rerun_replaces_it(sp
     table = spark.table("whybatch_results").where("study = 'tiny_daily'")
     assert table.count() == len(result["estimates"])  # the rerun replaced its interval's rows
     assert {r.interval_end for r in table.select("interval_end").distinct().collect()} == {"2026-03-02"}
-    deleted = _parent_runs(client, "tiny_daily", ViewType.DELETED_ONLY)
+    deleted = parent_runs(client, studies / "tiny_daily.yaml", ViewType.DELETED_ONLY)
     assert [r.info.run_id for r in deleted] == [earlier.info.run_id]
 
 
 @pytest.mark.slow
 def test_a_study_that_fails_its_checks_fails_its_task_with_the_reason_and_a_failed_run(
-        spark, airflow_db, study_env, tracking_store, capfd):
+        spark, airflow_db, studies, study_env, tracking_store, capfd):
     from mlflow import MlflowClient
 
-    run = _run_dag("whybatch__tiny_gated")
+    run = run_dag("whybatch__tiny_gated")
     states = {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances()}
     assert run.state == "failed"
     assert states["check_data"] == ("failed", 1)  # not retried: the same data would fail again
     assert {states[t][0] for t in ("plan", "estimate", "publish")} == {"upstream_failed"}
-    [failed] = _parent_runs(MlflowClient(tracking_store), "tiny_gated")
+    [failed] = parent_runs(MlflowClient(tracking_store), studies / "tiny_gated.yaml")
     reason = failed.data.tags["whybatch.failure"]
     assert failed.info.status == "FAILED"
     assert reason == (f"the data failed 1 critical check(s):\n  - the interval has {ROWS_PER_DAY} row(s), fewer than "
