@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	# GrowthBook's stats engine, the tests' reference for experiment statistics: it pins
 	# numpy<2 and pandas<2, which its statistics modules do not need
 	$(PY) -m pip install --quiet --no-deps 'gbstats==0.8.0'
+	# Airflow's Spark provider, for the DAGs' spark_submit execution: it requires pyspark-client,
+	# whose Connect-only pyspark package (no jars) would be written over the project's pyspark
+	$(PY) -m pip install --quiet --no-deps 'apache-airflow-providers-apache-spark==6.3.4'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -38,7 +41,7 @@ bench: install
 	$(PY) bench/vs_dowhy.py --rows 1000000
 
 bench-full: bench
-	$(PY) bench/scaling.py --sizes 1000000 10000000 50000000
+	$(PY) bench/scale.py --sizes 10000000 100000000
 	$(PY) bench/coverage.py
 
 clean:

@@ -17,7 +17,7 @@ Box-Muller normals on them (equal up to the last ulp of numpy's and Java's log, 
 
 * :func:`numpy_dataset` — for ``vs_dowhy.py``: computed with numpy, written with pyarrow
   (row groups of 128k rows, so Spark reads it with every core), readable by pandas.
-* :func:`spark_dataset` — for ``vs_scan.py`` / ``scaling.py``: ``spark.range`` and Column
+* :func:`spark_dataset` — for ``vs_scan.py`` / ``refuter_cost.py``: ``spark.range`` and Column
   expressions, written by Spark; the same rows whatever the partitioning. 50M rows never
   pass through Python.
 
@@ -194,14 +194,17 @@ def spark_dataset(spark, rows: int, data_dir: Path = DEFAULT_DATA_DIR, seed: int
 
 
 def study_yaml(ds: Dataset, name: str, estimators: str, replicates: int, seed: int = 11,
-               buckets: int = 1000, exact_sums: bool | None = None) -> str:
+               buckets: int = 1000, exact_sums: bool | None = None, partition_column: str | None = None) -> str:
     """A whybatch study spec over the dataset: the true graph, ``estimators`` as YAML text;
-    ``exact_sums`` is written only when given (else the spec default applies)."""
+    ``exact_sums`` and ``partition_column`` are written only when given (else the spec
+    defaults apply)."""
     edges = "\n".join(f"  {w} -> {TREATMENT}\n  {w} -> {OUTCOME}" for w in CONFOUNDERS)
-    exact = "" if exact_sums is None else f"  exact_sums: {str(bool(exact_sums)).lower()}\n"
+    data = "" if exact_sums is None else f"  exact_sums: {str(bool(exact_sums)).lower()}\n"
+    if partition_column:
+        data += f"  partition_column: {partition_column}\n"
     return (f"name: {name}\n"
             "design: observational\n"
-            f"data:\n  path: {ds.path}\n  format: parquet\n  buckets: {buckets}\n{exact}"
+            f"data:\n  path: {ds.path}\n  format: parquet\n  buckets: {buckets}\n{data}"
             f"graph: |\n  {TREATMENT} -> {OUTCOME}\n{edges}\n"
             f"treatment: {TREATMENT}\noutcome: {OUTCOME}\ntarget: ate\n"
             f"estimators: {estimators}\n"
@@ -217,16 +220,18 @@ def write_study(ds: Dataset, name: str, estimators: str, replicates: int, **kw) 
 
 # ---------------------------------------------------------------------------------------
 # Sessions, clocks and budgets shared by the benchmarks (kept here so each script stays a
-# single readable file; bench/ may only hold these five files).
+# single readable file).
 # ---------------------------------------------------------------------------------------
 
 BENCH_DRIVER_MEMORY = "8g"
 
 
-def bench_session(data_dir: Path, driver_memory: str | None = BENCH_DRIVER_MEMORY):
+def bench_session(data_dir: Path, driver_memory: str | None = BENCH_DRIVER_MEMORY,
+                  extra_conf: dict[str, str] | None = None):
     """``jobs.spark.session.build_session`` on the ``local`` profile (``local[*]``), with the
-    driver memory raised to ``driver_memory`` and the warehouse / metastore moved under
-    the data dir (no Hive catalog: the benchmarks read parquet paths)."""
+    driver memory raised to ``driver_memory``, ``extra_conf`` added (e.g. an event log) and
+    the warehouse / metastore moved under the data dir (no Hive catalog: the benchmarks
+    read parquet paths)."""
     from dataclasses import replace
 
     from jobs.spark.session import build_session, load_profile
@@ -235,6 +240,7 @@ def bench_session(data_dir: Path, driver_memory: str | None = BENCH_DRIVER_MEMOR
     conf = dict(profile.conf)
     if driver_memory:
         conf["spark.driver.memory"] = driver_memory
+    conf.update(extra_conf or {})
     profile = replace(profile, hive=False, conf=tuple(sorted(conf.items())),
                       warehouse_dir=str(Path(data_dir) / "spark-warehouse"),
                       metastore_dir=str(Path(data_dir) / "metastore_db"))
