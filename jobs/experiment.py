@@ -21,9 +21,10 @@ one Spark plan that ends with one small collect.
    keeps ranks exact and moves values by at most half a unit in the third digit. Histograms
    of different segments and days merge by adding counts.
 
-Steps 2 and 3 are one aggregation over the units (each unit exploded to its grouping sets,
-and each of those to a moment row and a row per quantile metric), so the table is scanned
-and shuffled once and the driver gets K × arms + arms × levels rows plus the histograms.
+Steps 2 and 3 are one query: the units' moment and histogram rows are summed per (arm,
+bucket, segment levels, value) first, and those partial sums are rolled up to the grouping
+sets, so the table is scanned and the units shuffled once, the explosion into sets works on
+partial sums, and the driver gets K × arms + arms × levels rows plus the histograms.
 """
 
 from __future__ import annotations
@@ -144,33 +145,40 @@ def unit_frame(raw: DataFrame, spec: StudySpec, variables: tuple[Variable, ...],
 
 
 def _sets(n_segments: int) -> Column:
-    """One (set, key) per grouping: the bucket, then each segment column's level."""
-    return F.explode(F.array(F.struct(F.lit(0).alias("s"), F.col(BUCKET).cast("string").alias("k")),
+    """One (set, key) per grouping: the bucket (a quantile row's: ``""``, histograms are not
+    split by bucket), then each segment column's level."""
+    first = F.when(F.col(_Q) < 0, F.col(BUCKET).cast("string")).otherwise(F.lit(""))
+    return F.explode(F.array(F.struct(F.lit(0).alias("s"), first.alias("k")),
                              *[F.struct(F.lit(j + 1).alias("s"), F.col(f"__seg{j}").alias("k"))
                                for j in range(n_segments)]))
 
 
 def sums_and_histograms(units: DataFrame, names: tuple[str, ...], quantile_columns: tuple[str, ...],
                         n_segments: int) -> DataFrame:
-    """Steps 2 and 3 as one aggregation: each unit is exploded to its grouping sets, and
-    each of those to one moment row (``__q`` = -1: n, rows and sums per (arm, set, key))
-    and one row per quantile column (``__q`` = i: its rounded value, counted per (arm,
-    set, level); the overall histogram is not split by bucket)."""
-    kept = [q(n) for n in names] + [q(f"sum({c})") for c in quantile_columns]
-    by_set = units.select(_ARM, _ROWS, *kept, _sets(n_segments).alias("g")) \
-        .select(_ARM, F.col("g.s").alias(_SET), F.col("g.k").alias(_KEY), _ROWS, *kept)
+    """Steps 2 and 3 as one query of two aggregations. Each unit becomes one moment row
+    (``__q`` = -1: n, rows and sums) and one row per quantile column (``__q`` = i: its rounded
+    value); the first aggregation sums them per (arm, bucket, every segment level, ``__q``,
+    value) — a quantile row's bucket is -1 — and the second rolls those partial sums up to
+    each grouping set (the bucket, then each segment column's level), so the explosion into
+    sets happens on the partial sums, not on the units."""
+    segs = [f"__seg{j}" for j in range(n_segments)]
     parts = F.explode(F.array(F.struct(F.lit(-1).alias("i"), F.lit(0.0).alias("v")),
                               *[F.struct(F.lit(i).alias("i"), rounded(q(f"sum({c})")).alias("v"))
                                 for i, c in enumerate(quantile_columns)]))
-    rows = by_set.select("*", parts.alias("h")).select(
-        _ARM, _SET, F.when((F.col("h.i") >= 0) & (F.col(_SET) == 0), F.lit("")).otherwise(F.col(_KEY)).alias(_KEY),
+    rows = units.select(_ARM, BUCKET, *segs, _ROWS, *[q(n) for n in names], parts.alias("h")).select(
+        _ARM, F.when(F.col("h.i") < 0, F.col(BUCKET)).otherwise(F.lit(-1)).alias(BUCKET), *segs,
         F.col("h.i").alias(_Q), F.col("h.v").alias(_VALUE), _ROWS, *[q(n) for n in names])
     moment = F.col(_Q) < 0
     pairs = [(i, j) for i in range(len(names)) for j in range(i, len(names))]
-    return rows.groupBy(_ARM, _SET, _KEY, _Q, _VALUE).agg(
+    sums = [f"s{i}" for i in range(len(names))] + [f"c{i}_{j}" for i, j in pairs]
+    partial = rows.groupBy(_ARM, BUCKET, *segs, _Q, _VALUE).agg(
         F.count(F.lit(1)).alias(_N), F.sum(F.when(moment, F.col(_ROWS))).alias(_ROWS),
         *[F.sum(F.when(moment, q(n))).alias(f"s{i}") for i, n in enumerate(names)],
         *[F.sum(F.when(moment, q(names[i]) * q(names[j]))).alias(f"c{i}_{j}") for i, j in pairs])
+    by_set = partial.select(_ARM, _Q, _VALUE, _N, _ROWS, *sums, _sets(n_segments).alias("g")).select(
+        _ARM, F.col("g.s").alias(_SET), F.col("g.k").alias(_KEY), _Q, _VALUE, _N, _ROWS, *sums)
+    return by_set.groupBy(_ARM, _SET, _KEY, _Q, _VALUE).agg(
+        *[F.sum(c).alias(c) for c in (_N, _ROWS, *sums)])
 
 
 def experiment_sums(spark: SparkSession, spec: StudySpec, metrics: tuple[Metric, ...], interval: Interval = Interval(),
