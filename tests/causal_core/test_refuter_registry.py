@@ -14,8 +14,9 @@ from causal_core.spec.types import REFUTERS
 
 
 def test_an_unknown_refuter_lists_the_valid_names():
-    with pytest.raises(SpecError, match="valid names: data_subset, dummy_outcome, graph_validation, placebo_treatment, "
-                                        "random_common_cause, sensitivity, unobserved_common_cause"):
+    with pytest.raises(SpecError, match="valid names: data_subset, dummy_outcome, graph_validation, "
+                                        "marginal_sensitivity, placebo_treatment, random_common_cause, "
+                                        "sensitivity, unobserved_common_cause"):
         get_refuter("placebo")
 
 
