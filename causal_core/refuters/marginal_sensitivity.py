@@ -97,23 +97,6 @@ def effect_bounds(treated: ArmBins, control: ArmBins, lam: float, *, outer: bool
     return low, high
 
 
-def exact_bounds(y: np.ndarray, d: np.ndarray, e: np.ndarray, lam: float, target: str = "ate") -> tuple[float, float]:
-    """The sharp bounds from unit rows by sorting (the oracle of the tests and the reference
-    of the binned ones): each arm's extreme Hajek mean over every threshold in ``y``."""
-    out = []
-    for arm in (1, 0):
-        c, odds_sign = TARGET_PARTS[target][arm]
-        m = d == arm
-        o = np.zeros(m.sum()) if odds_sign == 0 else (((1 - e) / e) if odds_sign < 0 else (e / (1 - e)))[m]
-        order = np.argsort(y[m], kind="stable")
-        yy, oo = y[m][order], o[order]
-        ones = np.ones_like(yy)
-        a = ArmBins(ones, oo, yy, oo * yy, c, yy, yy)
-        out.append((_extreme_mean(a, lam, False, False), _extreme_mean(a, lam, True, False)))
-    (t_lo, t_hi), (c_lo, c_hi) = out
-    return float(t_lo - c_hi), float(t_hi - c_lo)
-
-
 # Per target and arm: the constant part c of the weight and the sign of eta in its odds part
 # o = exp(sign * eta) (0: no odds part, the arm's weight is fixed): w = c + o at s = 1.
 TARGET_PARTS = {"ate": {1: (1.0, -1), 0: (1.0, 1)},
@@ -145,20 +128,19 @@ def binned_sums(engine, treatment: str, outcome: str, pw: PropensityWeights, bin
 
 
 def arm_bins(sums: np.ndarray, arm: int, target: str, lo: float, step: float, y_max: float) -> ArmBins:
-    """:class:`ArmBins` of ``arm`` from (…, 2, L, 5) sums (arm 0 first) on the grid ``lo + j·step``."""
-    s = sums[..., arm, :, :]
-    levels = s.shape[-2]
+    """:class:`ArmBins` of ``arm`` from (2, L, 5) sums (arm 0 first) on the grid ``lo + j·step``."""
+    s = sums[arm]
+    levels = s.shape[0]
     grid = lo + step * np.arange(levels)
-    total = s.sum(axis=tuple(range(s.ndim - 2))) if s.ndim > 2 else s
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total[:, _Y] / total[:, _N]
-        spread = total[:, _YY] / total[:, _N] - mean ** 2
-    constant = (total[:, _N] > 0) & (spread <= 1e-12 * np.maximum(1.0, mean ** 2))
+        mean = s[:, _Y] / s[:, _N]
+        spread = s[:, _YY] / s[:, _N] - mean ** 2
+    constant = (s[:, _N] > 0) & (spread <= 1e-12 * np.maximum(1.0, mean ** 2))
     half = 0.5 * step if levels > 1 else 0.0
     high = np.where(constant, mean, np.minimum(grid + half, y_max))
     low = np.where(constant, mean, np.maximum(grid - half, lo))
     c = TARGET_PARTS[target][arm][0]
-    return ArmBins(s[..., _N], s[..., _O], s[..., _Y], s[..., _OY], c, np.nan_to_num(high), np.nan_to_num(low))
+    return ArmBins(s[:, _N], s[:, _O], s[:, _Y], s[:, _OY], c, np.nan_to_num(high), np.nan_to_num(low))
 
 
 def breakdown(bounds_at, estimate: float) -> float:
@@ -254,5 +236,4 @@ def _with_sums(a: ArmBins, s: np.ndarray) -> ArmBins:
     return ArmBins(s[..., _N], s[..., _O], s[..., _Y], s[..., _OY], a.c, a.y_high, a.y_low)
 
 
-__all__ = ("ArmBins", "MarginalSensitivityRefuter", "TARGET_PARTS", "binned_sums", "breakdown", "effect_bounds",
-           "exact_bounds")
+__all__ = ("ArmBins", "MarginalSensitivityRefuter", "TARGET_PARTS", "binned_sums", "breakdown", "effect_bounds")

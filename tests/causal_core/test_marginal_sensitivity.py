@@ -11,7 +11,7 @@ import pytest
 from causal_core.errors import EstimationError
 from causal_core.estimators import BootstrapOptions, ModelRoles, get_estimator
 from causal_core.moments.pandas_engine import PandasMomentEngine
-from causal_core.refuters.marginal_sensitivity import exact_bounds
+from tests.causal_core.msm_reference import exact_bounds
 from causal_core.refuters.registry import FittedEstimate, get_refuter
 
 K = 100

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from causal_core.refuters.marginal_sensitivity import exact_bounds
+from tests.causal_core.msm_reference import exact_bounds
 from causal_core.spec import parse_spec
 from jobs.estimate import estimate_study
 
