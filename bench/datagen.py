@@ -247,6 +247,25 @@ def bench_session(data_dir: Path, driver_memory: str | None = BENCH_DRIVER_MEMOR
     return build_session(profile)
 
 
+def started_session(data_dir: Path, label: str = "session", **options):
+    """:func:`bench_session` (``options`` as there), timed and described on stdout (start-up
+    is never counted); returns the session and its JVM's process id."""
+    with Clock() as c:
+        spark = bench_session(data_dir, **options)
+    print(f"{label}: {session_facts(spark)} (started in {c.wall:.1f} s, not counted)")
+    return spark, jvm_pid(spark)
+
+
+def warm_read(spark, path: Path, label: str = "whybatch") -> None:
+    """Read every column of the parquet at ``path`` once (the file system's cache warm, not counted)."""
+    from pyspark.sql import functions as F
+
+    with Clock() as c:
+        df = spark.read.parquet(str(path))
+        df.agg(*[F.sum(x) for x in df.columns]).collect()
+    print(f"{label}: first read of the file {c.wall:.1f} s (not counted)")
+
+
 def session_facts(spark) -> str:
     jvm = spark.sparkContext._jvm
     heap = jvm.java.lang.Runtime.getRuntime().maxMemory() / 2 ** 30

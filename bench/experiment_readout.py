@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.datagen import (  # noqa: E402
-    DEFAULT_DATA_DIR, Clock, bench_session, check_data_dir, jvm_pid, machine_facts, session_facts,
+    DEFAULT_DATA_DIR, Clock, check_data_dir, machine_facts, started_session,
 )
 
 TARGET_RATIO = 2.0
@@ -124,10 +124,7 @@ def main() -> None:
     t0 = time.perf_counter()
     print(f"experiment_readout: {args.units:,} users x {args.days} day(s), B = {args.replicates}; "
           f"machine: {machine_facts()}")
-    with Clock() as c:
-        spark = bench_session(args.data_dir)
-    print(f"session: {session_facts(spark)} (started in {c.wall:.1f} s)")
-    jvm = jvm_pid(spark)
+    spark, jvm = started_session(args.data_dir)
     path, truths = exposure_dataset(spark, args.units, args.days, args.data_dir)
     spec = readout_spec(path, args.replicates)
     runs = {"a": lambda: bare(spark, path, False), "b": lambda: bare(spark, path, True),

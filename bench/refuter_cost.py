@@ -36,8 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.datagen import (  # noqa: E402
-    ATE, DEFAULT_DATA_DIR, Clock, bench_session, code_facts, jvm_pid, machine_facts, session_facts,
-    spark_dataset, study_yaml,
+    ATE, DEFAULT_DATA_DIR, Clock, code_facts, machine_facts, spark_dataset, started_session, study_yaml,
 )
 
 TARGET_RATIO = 1.5
@@ -142,10 +141,7 @@ def main() -> None:
     print(f"refuter_cost: {args.rows:,} rows, B = {args.replicates}, {args.simulations} simulations per "
           f"simulating refuter; machine: {machine_facts()}")
     print(f"engine code: {code_facts()}")
-    with Clock() as c:
-        spark = bench_session(args.data_dir)
-    print(f"session: {session_facts(spark)} (started in {c.wall:.1f} s)")
-    jvm = jvm_pid(spark)
+    spark, jvm = started_session(args.data_dir)
     ds = spark_dataset(spark, args.rows, args.data_dir, seed=args.seed)
     base = study_yaml(ds, "bench_refuter_cost", "[ols]", args.replicates)
     specs = {"a": parse_spec(base), "b": parse_spec(base + refuters_yaml(args.simulations, args.fraction))}

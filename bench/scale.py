@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.datagen import (  # noqa: E402
-    ATE, DEFAULT_DATA_DIR, Clock, bench_session, code_facts, jvm_pid, machine_facts, session_facts, study_yaml,
+    ATE, DEFAULT_DATA_DIR, Clock, code_facts, machine_facts, started_session, study_yaml,
 )
 from bench.event_log import event_log_conf, read_event_log  # noqa: E402
 from bench.partitioned_table import PARTITION_COLUMN, disk_bytes, partitioned_dataset  # noqa: E402
@@ -210,10 +210,7 @@ def main() -> None:
     print(f"engine code: {code_facts()}")
     events = args.data_dir / "scale-eventlog"
     shutil.rmtree(events, ignore_errors=True)
-    with Clock() as c:
-        spark = bench_session(args.data_dir, driver_memory=args.driver_memory, extra_conf=event_log_conf(events))
-    print(f"session: {session_facts(spark)} (started in {c.wall:.1f} s)")
-    jvm = jvm_pid(spark)
+    spark, jvm = started_session(args.data_dir, driver_memory=args.driver_memory, extra_conf=event_log_conf(events))
     small = partitioned_dataset(spark, WARMUP_ROWS, args.data_dir, seed=args.seed + 1, days=args.days)
     with Clock() as c:
         run_study(spark, small, args.replicates, args.simulations, jvm, events, args.data_dir / "scale-warmup.json")

@@ -68,8 +68,8 @@ from bench.connect_server import (  # noqa: E402
     ConnectServer, free_port, whybatch_command, write_connect_profile, write_local_profile,
 )
 from bench.datagen import (  # noqa: E402
-    ATE, CONFOUNDERS, DEFAULT_DATA_DIR, OUTCOME, TREATMENT, Clock, bench_session, code_facts, jvm_pid,
-    machine_facts, numpy_dataset, session_facts, study_yaml, write_study,
+    ATE, CONFOUNDERS, DEFAULT_DATA_DIR, OUTCOME, TREATMENT, Clock, code_facts, machine_facts, numpy_dataset,
+    started_session, study_yaml, warm_read, write_study,
 )
 from bench.event_log import add, event_log_conf, read_event_log  # noqa: E402
 from bench.stages import StageRecorder, run_cli, stage_lines  # noqa: E402
@@ -144,20 +144,13 @@ def whybatch_warm(ds, other, data_dir: Path, replicates: int, warm_runs: int = 2
                   events: Path | None = None) -> dict[str, dict]:
     """``estimate_study`` per estimator on a started session, the file read once before;
     with ``events``, the session writes its event log there."""
-    from pyspark.sql import functions as F
 
     from causal_core.spec import parse_spec
     from jobs.estimate import Interval, estimate_study
 
-    with Clock() as c:
-        spark = bench_session(data_dir, driver_memory=None,  # the local profile as the CLI uses it
-                              extra_conf=event_log_conf(events) if events else None)
-    print(f"whybatch: session started in {c.wall:.1f} s (not counted): {session_facts(spark)}")
-    jvm = jvm_pid(spark)
-    with Clock() as c:
-        df = spark.read.parquet(str(ds.path))
-        df.agg(*[F.sum(x) for x in df.columns]).collect()
-    print(f"whybatch: first read of the file {c.wall:.1f} s (not counted)")
+    spark, jvm = started_session(data_dir, "whybatch session", driver_memory=None,  # the local profile, as the CLI's
+                                 extra_conf=event_log_conf(events) if events else None)
+    warm_read(spark, ds.path)
     with Clock() as c:
         for _ in range(warm_runs):
             for name, text in WHYBATCH_ESTIMATORS.items():

@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import statistics
 import sys
 import time
 import warnings
@@ -53,8 +52,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.datagen import (  # noqa: E402
-    ATE, CONFOUNDERS, DEFAULT_DATA_DIR, OUTCOME, TREATMENT, Clock, bench_session, code_facts, jvm_pid,
-    machine_facts, numpy_dataset, session_facts, study_yaml,
+    ATE, CONFOUNDERS, DEFAULT_DATA_DIR, OUTCOME, TREATMENT, Clock, code_facts, machine_facts, numpy_dataset,
+    started_session, study_yaml, warm_read,
 )
 
 TARGET = 100.0
@@ -151,19 +150,12 @@ def refuter_clock():
 def whybatch_runs(ds, args) -> dict:
     """The estimate alone and with the three refuters, on one warm session: medians over
     ``--timed-runs`` rounds, and the seconds spent inside each refuter."""
-    from pyspark.sql import functions as F
 
     from causal_core.spec import parse_spec
     from jobs.estimate import Interval, estimate_study
 
-    with Clock() as c:
-        spark = bench_session(args.data_dir, driver_memory=None)  # the local profile as the CLI uses it
-    print(f"whybatch: session started in {c.wall:.1f} s (not counted): {session_facts(spark)}")
-    jvm = jvm_pid(spark)
-    with Clock() as c:
-        df = spark.read.parquet(str(ds.path))
-        df.agg(*[F.sum(x) for x in df.columns]).collect()
-    print(f"whybatch: first read of the file {c.wall:.1f} s (not counted)")
+    spark, jvm = started_session(args.data_dir, "whybatch session", driver_memory=None)  # the local profile
+    warm_read(spark, ds.path)
     opts = {r: f"simulations: {args.simulations}" for r in DOWHY}
     opts["data_subset"] += f", fraction: {args.fraction}"
     refuters = "refuters: {" + ", ".join(f"{r}: {{{o}}}" for r, o in opts.items()) + "}\n"

@@ -41,8 +41,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.datagen import (  # noqa: E402
-    ATE, CONFOUNDERS, DEFAULT_DATA_DIR, OUTCOME, TREATMENT, Budget, Clock, PassRecorder,
-    bench_session, code_facts, jvm_pid, machine_facts, replay_wide, session_facts, spark_dataset,
+    ATE, CONFOUNDERS, DEFAULT_DATA_DIR, OUTCOME, TREATMENT, Budget, Clock, PassRecorder, code_facts, machine_facts,
+    replay_wide, spark_dataset, started_session,
 )
 
 COLUMNS = (*CONFOUNDERS, TREATMENT, OUTCOME)
@@ -141,10 +141,7 @@ def main() -> None:
     t_start = time.perf_counter()
     print(f"vs_scan: {args.rows:,} rows; machine: {machine_facts()}")
     print(f"engine code: {code_facts()}")
-    with Clock() as c:
-        spark = bench_session(args.data_dir)
-    print(f"session: {session_facts(spark)} (started in {c.wall:.1f} s)")
-    jvm = jvm_pid(spark)
+    spark, jvm = started_session(args.data_dir)
     ds = spark_dataset(spark, args.rows, args.data_dir, seed=args.seed)
     frame = model_frame(spark, ds.path, args.buckets)
     state = "cached (MEMORY_AND_DISK, materialised before timing)" if args.cache else "not cached (parquet read per pass)"
