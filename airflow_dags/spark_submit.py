@@ -7,8 +7,9 @@ The same four tasks as ``in_process``, in the same order::
 - ``check_data`` submits ``jobs/submit.py STUDY --checks-only`` (the data checks of
   :func:`jobs.submit.check_step`; data_checks.json in the run directory).
 - ``plan`` is a Python task in the worker (no Spark): :func:`airflow_dags.steps.plan`.
-- ``estimate`` submits ``jobs/submit.py STUDY`` — ``whybatch run`` on the interval:
-  checks, estimates, bootstrap, refutations, results.json, report.html, the
+- ``estimate`` submits ``jobs/submit.py STUDY --checks-from data_checks.json`` —
+  ``whybatch run`` on the interval with the check step's report standing for the data
+  checks: estimates, bootstrap, refutations, results.json, report.html, the
   ``whybatch_results`` table and the MLflow run, which replaces an earlier run of the
   same run key.
 - ``publish`` is a Python task in the worker: :func:`airflow_dags.steps.published` reads
@@ -78,7 +79,8 @@ class StudySubmitOperator(SparkSubmitOperator):
         if self.checks_only:
             args += ["--checks-only", "--output", str(files.data_checks)]
         else:
-            args += ["--output", str(files.results), "--report", str(files.report)]
+            args += ["--output", str(files.results), "--report", str(files.report),
+                     "--checks-from", str(files.data_checks)]
         try:
             job = submission(profile, args)
         except WhybatchError as exc:

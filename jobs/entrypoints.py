@@ -62,7 +62,7 @@ def prepare_run(study: str | Path | StudySpec, *, start: str | None = None, end:
 def run_study(study: str | Path | StudySpec, *, start: str | None = None, end: str | None = None,
               profile: str | SparkProfile = "local", output: str | Path | None = None,
               spark: Any = None, tracking_uri: str | None = None, track: bool = False,
-              report: str | Path | None = None, progress: Progress = SILENT) -> StudyResult:
+              report: str | Path | None = None, progress: Progress = SILENT, checks: Any = None) -> StudyResult:
     """Run a study on the partitions in ``[start, end)`` and return its :class:`StudyResult`
     (written to ``output`` as results.json when given).
 
@@ -73,14 +73,16 @@ def run_study(study: str | Path | StudySpec, *, start: str | None = None, end: s
     ``whybatch_results`` table; ``report`` writes report.html there. Bad input raises
     :class:`causal_core.SpecError` before Spark starts; data that fail a critical check
     raise :class:`causal_core.DataCheckError`; an unreachable tracking store raises
-    :class:`causal_core.TrackingError` after results.json is written.
+    :class:`causal_core.TrackingError` after results.json is written. ``checks``, a
+    :class:`jobs.checks.CheckReport` of these rows made earlier (a scheduled run's own
+    check step), stands for the data checks instead of running them again.
     """
     from jobs.spark.session import build_session
 
     prepared = prepare_run(study, start=start, end=end, profile=profile)
     session = spark if spark is not None else build_session(prepared.profile)
     return execute(session, prepared, output=output, tracking_uri=tracking_uri, track=track, report=report,
-                   progress=progress)
+                   progress=progress, checks=checks)
 
 
 def check_data(spark: Any, prepared: PreparedRun, progress: Progress = SILENT):
@@ -113,16 +115,18 @@ def check_data(spark: Any, prepared: PreparedRun, progress: Progress = SILENT):
 
 
 def execute(spark: Any, prepared: PreparedRun, *, output: str | Path | None = None, tracking_uri: str | None = None,
-            track: bool = False, report: str | Path | None = None, progress: Progress = SILENT) -> StudyResult:
+            track: bool = False, report: str | Path | None = None, progress: Progress = SILENT,
+            checks: Any = None) -> StudyResult:
     """Checks -> estimates, refutations -> results.json -> report -> results table -> MLflow,
-    on a session that is already up (see :func:`run_study`). A run that fails its checks
-    or cannot be estimated is logged as FAILED when tracked, then raises."""
+    on a session that is already up (see :func:`run_study`; ``checks`` as there). A run
+    that fails its checks or cannot be estimated is logged as FAILED when tracked, then
+    raises."""
     from jobs.checks import fit_checks, raise_for_critical
     from jobs.estimate import estimate_study
 
     spec, interval = prepared.spec, prepared.interval
     try:
-        checks = check_data(spark, prepared, progress)
+        checks = check_data(spark, prepared, progress) if checks is None else checks
         raise_for_critical(checks)
         result = estimate_study(spark, spec, interval, progress=progress)
     except DataCheckError as exc:

@@ -71,6 +71,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checks-only", action="store_true",
                    help="run only the data checks; exit 1 when a critical check fails (a FAILED MLflow run is "
                         "recorded unless --no-track)")
+    p.add_argument("--checks-from", type=Path, metavar="DATA_CHECKS_JSON",
+                   help="the check report an earlier --checks-only run of the same interval wrote: the run uses it "
+                        "instead of checking the data again")
     p.add_argument("--profile", default="local", help="Spark profile for --print-command (conf/spark/ name or path)")
     p.add_argument("--print-command", action="store_true",
                    help="print the spark-submit command that runs this study with --profile's settings, and exit")
@@ -148,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     try:
         prepared = prepare_run(args.study, start=args.start, end=args.end)  # bad input fails before Spark starts
+        checks = _checks_from(args.checks_from)
         progress = SILENT if args.quiet else ConsoleProgress(err)
         with progress.stage("Spark session from spark-submit"):
             spark = SparkSession.builder.getOrCreate()
@@ -159,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OK
         result = run_study(args.study, start=args.start, end=args.end, spark=spark, output=output,
                            tracking_uri=args.tracking_uri, track=args.track,
-                           report=args.report or output.with_name("report.html"), progress=progress)
+                           report=args.report or output.with_name("report.html"), progress=progress,
+                           checks=checks)
     except SpecError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         return EXIT_BAD_INPUT
@@ -211,6 +216,20 @@ def failures_recorded(prepared: PreparedRun, tracking_uri: str | None, track: bo
             except TrackingError:
                 pass
         raise
+
+
+def _checks_from(path: Path | None):
+    """The :class:`CheckReport` a ``--checks-only`` run wrote at ``path`` (None without one)."""
+    if path is None:
+        return None
+    from jobs.checks.report import CheckReport
+
+    try:
+        return CheckReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise SpecError(f"--checks-from {path}: no such file (the --checks-only run writes it)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SpecError(f"--checks-from {path}: not a check report written by --checks-only ({exc})") from None
 
 
 def _without_command_options(argv: list[str]) -> list[str]:

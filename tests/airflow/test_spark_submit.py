@@ -145,6 +145,9 @@ def test_the_submitted_run_equals_in_process_and_a_rerun_leaves_one_run(spark, a
     assert first.state == "success", [(ti.task_id, ti.state) for ti in first.get_task_instances()]
     logged = capfd.readouterr()
     assert "--master local[2]" in logged.out + logged.err  # the hook's spark-submit command, on the profile's master
+    # the estimate application takes the check application's report: the data are checked once
+    assert "--checks-from" in logged.out + logged.err
+    assert (logged.out + logged.err).count("done data checks (Great Expectations)") == 1
     [earlier] = parent_runs(client, studies / "tiny_daily.yaml")
 
     second = run_dag("whybatch__tiny_daily")
@@ -174,6 +177,17 @@ def test_the_submitted_run_equals_in_process_and_a_rerun_leaves_one_run(spark, a
     rows = spark.read.parquet(str(warehouse / "whybatch_results")).where("study = 'tiny_daily'")
     assert rows.count() == len(result["estimates"])
     assert {r.run_key for r in rows.select("run_key").distinct().collect()} == {result["run_key"]}
+
+
+def test_a_missing_or_foreign_check_report_is_bad_input_before_spark_starts(studies, tmp_path, capsys):
+    from jobs.submit import EXIT_BAD_INPUT, main
+
+    study = str(studies / "tiny_daily.yaml")
+    assert main([study, "--checks-from", str(tmp_path / "data_checks.json")]) == EXIT_BAD_INPUT
+    assert "data_checks.json: no such file (the --checks-only run writes it)" in capsys.readouterr().err
+    (tmp_path / "other.json").write_text('{"estimates": []}')
+    assert main([study, "--checks-from", str(tmp_path / "other.json")]) == EXIT_BAD_INPUT
+    assert "not a check report written by --checks-only" in capsys.readouterr().err
 
 
 @pytest.mark.slow
