@@ -140,6 +140,8 @@ def _fit_group(spark: SparkSession, spec: StudySpec, interval: Interval, metric:
                                     for c in spec.segments for level in _segment_levels(model, c)]
         engines = [SparkMomentEngine(m.df, n_buckets=spec.data.buckets, exact=spec.data.exact_sums)
                    for _, m in parts]
+        if model.opening is not None:  # summed while preparing: the first fit's opening pass
+            model.opening.seed(engines[0])
         for i, selection, seed in group:
             obstacle = treatment_obstacle(get_estimator(selection.name), model.columns)
             if obstacle is not None:

@@ -31,7 +31,7 @@ import numpy as np
 from causal_core.errors import EstimationError
 from causal_core.estimators.discriminant import discriminant
 from causal_core.estimators.linear import (
-    arm_gram_sums, batched_solve, check_regressors, positivity_message, support_gaps,
+    ARM_LEVELS, arm_gram_sums, arm_key, batched_solve, check_regressors, positivity_message, support_gaps,
 )
 from causal_core.estimators.moment_batch import BucketMoments, MomentBatch, gram_exprs, times, unpack_symmetric
 from causal_core.estimators.score_quantiles import ARMS, ArmOverlap, overlap_batch
@@ -135,7 +135,15 @@ def _first_pass(engine, treatment: str, terms: Sequence[Expr], outcome: str | No
     """Rows per arm (control, treated, other) and the per-arm Gram matrices of
     ``(1, x[, y])`` ``(1, 3, q, q)``, from one ungrouped pass of the Gram of ``(1, x[, y])``
     over all rows and over the treated rows, and the count of rows that are neither 0 nor
-    1 (when there are any the fit stops, so the control Gram need not exclude them)."""
+    1 (when there are any the fit stops, so the control Gram need not exclude them) — or,
+    when the engine already holds the arm-Gram pass of ``(1, d, x[, y])`` (OLS's opening
+    pass, or one made while the frame was prepared), from that, with no pass."""
+    base = [terms[0], col(treatment), *terms[1:], *([col(outcome)] if outcome is not None else [])]
+    remembers = getattr(engine, "remembers_grouped", None)
+    if remembers is not None and remembers(gram_exprs(base), arm_key(col(treatment)), ARM_LEVELS):
+        keep = [0, *range(2, len(base))]  # drop d: constant within an arm
+        grams = unpack_symmetric(arm_gram_sums(engine, base, treatment).sum(axis=0), len(base))[:, keep][:, :, keep]
+        return grams[:, 0, 0].copy(), grams[None]
     rest = [*terms, *([col(outcome)] if outcome is not None else [])]
     d = col(treatment)
     gram, treated = gram_exprs(rest), d.eq(1.0)

@@ -282,6 +282,18 @@ class SparkMomentEngine:
         return self._remembered(("grouped", tuple(exprs), key, int(levels)),
                                 lambda: self._grouped_sums(exprs, key, int(levels)))
 
+    def remember_grouped(self, exprs: Sequence[Expr], key: Expr, levels: int, sums: np.ndarray) -> None:
+        """Take ``sums`` ``(K, levels, m)`` as this frame's :meth:`grouped_sums` of ``exprs`` by
+        ``key``: a pass made while the frame was prepared (:func:`jobs.warehouse.prepare.build_model_frame`)."""
+        sums = np.asarray(sums, dtype=np.float64)
+        if sums.shape != (self._n, int(levels), len(exprs)):
+            raise ValueError(f"grouped sums of shape {sums.shape}; expected {(self._n, int(levels), len(exprs))}")
+        self._memo[("grouped", tuple(exprs), key, int(levels))] = sums.copy()
+
+    def remembers_grouped(self, exprs: Sequence[Expr], key: Expr, levels: int) -> bool:
+        """Whether :meth:`grouped_sums` of these would cost no pass."""
+        return ("grouped", tuple(exprs), key, int(levels)) in self._memo
+
     def _grouped_sums(self, exprs: Sequence[Expr], key: Expr, levels: int) -> np.ndarray:
         if not exprs:
             return np.zeros((self._n, levels, 0))

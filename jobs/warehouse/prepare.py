@@ -25,6 +25,7 @@ from causal_core.moments.engine import BUCKET, UNIT
 from causal_core.spec import StudySpec
 from causal_core.study import FrameColumns, ModelRequest
 from jobs.spark.collect import collect_bounded, collect_one, collect_small
+from jobs.warehouse.read import diagnose_empty
 
 MAX_LEVELS = 200
 MAX_FIXED_EFFECT_LEVELS = 100_000  # the level texts reach the driver once, to number the codes
@@ -54,6 +55,7 @@ class ModelFrame:
     dropped: Mapping[str, int] = field(default_factory=dict)  # rows left out, by reason (only reasons > 0)
     cache: DataFrame | None = None  # what build_model_frame persisted (df reads it)
     fixed_effects: tuple[tuple[str, int], ...] = ()  # level-coded column, its number of levels
+    opening: Any = None  # the estimators' opening pass, summed while preparing (jobs.warehouse.opening)
 
     @property
     def columns(self) -> FrameColumns:
@@ -98,16 +100,17 @@ def _any_null(columns: Sequence[str]) -> Column:
     return out
 
 
-def _facts(staged: DataFrame, n_buckets: int, categorical: Sequence[str]
-           ) -> tuple[dict[str, Any], np.ndarray | None, dict[str, tuple[list, int]]]:
+def _facts(staged: DataFrame, n_buckets: int, categorical: Sequence[str], opening: tuple | None = None
+           ) -> tuple[dict[str, Any], np.ndarray | None, dict[str, tuple[list, int]], Any]:
     """The preparation pass: rows, rows with a null, kept rows and what tells a constant,
     binary or other treatment among them — per bucket when the staged rows have buckets —
     and the kept rows per level of each categorical covariate, in one aggregation
     (grouping sets) whose query fills the cache: the table is read once for all of it.
 
-    Returns the totals, the kept rows per bucket (None without buckets) and, per
-    categorical, its levels by kept rows (most first, ties by value; at most
-    ``MAX_LEVELS + 1``) with its number of levels.
+    Returns the totals, the kept rows per bucket (None without buckets), per categorical
+    its levels by kept rows (most first, ties by value; at most ``MAX_LEVELS + 1``) with
+    its number of levels, and with ``opening`` (:func:`jobs.warehouse.opening.staged_and_model_terms`)
+    the estimators' opening pass, summed on the same scan (else None).
     """
     kept, t = F.col(KEEP), F.col("__t")
     aggregates = [F.count(F.lit(1)).alias("n"), F.sum(F.col(NULL_ROW).cast("long")).alias("nulls"),
@@ -116,7 +119,12 @@ def _facts(staged: DataFrame, n_buckets: int, categorical: Sequence[str]
                   F.sum((kept & ~t.isin(0.0, 1.0)).cast("long")).alias("t_not01")]
     keys = [BUCKET] if BUCKET in staged.columns else []
     levels: dict[str, tuple[list, int]] = {}
-    if not categorical:
+    first = None
+    if opening is not None:
+        from jobs.warehouse.opening import facts_with_opening
+
+        totals_rows, first = facts_with_opening(staged, n_buckets, aggregates, kept, *opening, treatment="__t")
+    elif not categorical:
         totals_rows = collect_bounded(staged.groupBy(*keys).agg(*aggregates), n_buckets, "rows per bucket")
     else:
         # grouping_id sets bit (n - 1 - i) when the i-th grouping column is left out of a set.
@@ -146,7 +154,7 @@ def _facts(staged: DataFrame, n_buckets: int, categorical: Sequence[str]
     facts = {"n": sum(r["n"] for r in totals_rows), "nulls": sum(r["nulls"] or 0 for r in totals_rows),
              "kept": sum(r["kept"] or 0 for r in totals_rows), "t_not01": sum(r["t_not01"] or 0 for r in totals_rows),
              "t_min": min(low) if low else None, "t_max": max(high) if high else None}
-    return facts, counts, levels
+    return facts, counts, levels, first
 
 
 def _check_rows(raw: DataFrame, columns: Sequence[str], policy: str, facts: dict[str, Any], selection: str,
@@ -166,18 +174,6 @@ def _check_rows(raw: DataFrame, columns: Sequence[str], policy: str, facts: dict
         if policy == "fail":
             raise DataCheckError(f"{nulls:,} of {n:,} rows have nulls in needed columns {bad} and data.nulls is 'fail'")
         raise DataCheckError(f"every one of the {n:,} rows has a null in some needed column (nulls per column: {bad})")
-
-
-def diagnose_empty(raw: DataFrame, column: str, role: str, selection: str) -> None:
-    """Before blaming a column's type: an empty selection, or a column that is null in every
-    row (a CSV infers text for both), is a data problem and says so. One small query, on
-    the error path only."""
-    row = collect_one(raw.agg(F.count(F.lit(1)).alias("n"), F.count(F.col(column)).alias("k")),
-                      f"rows and non-null values of {column}")
-    if row["n"] == 0:
-        raise DataCheckError(f"0 rows in {selection}: nothing to estimate")
-    if row["k"] == 0:
-        raise DataCheckError(f"{role} {column!r} is null in all {row['n']:,} rows of {selection}")
 
 
 def _values_seen(raw: DataFrame, column: str, complete: Column) -> list:
@@ -314,8 +310,14 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
         staged = with_buckets(staged, n_buckets, unit, flags=(KEEP, NULL_ROW))
     staged = staged.persist()
     cache = staged
+    opening = None  # the estimators' opening pass rides on this one when the model columns are known
+    if BUCKET in staged.columns and not (categorical or absorbed or spec.data.exact_sums or request.mediators
+                                         or request.instruments):
+        from jobs.warehouse.opening import staged_and_model_terms
+
+        opening = staged_and_model_terms([n for (p, _), terms in staged_terms.items() if p == "x" for n, _, _ in terms])
     try:
-        facts, counts, levels = _facts(staged, n_buckets, categorical)
+        facts, counts, levels, first = _facts(staged, n_buckets, categorical, opening)
         roles = {**{c: "covariate" for c in raw_needed}, **{c: "mediator" for c in request.mediators},
                  **{c: "instrument" for c in request.instruments}, **{c: "segment column" for c in spec.segments},
                  **({spec.data.unit_id: "unit id"} if spec.data.unit_id else {}),
@@ -349,6 +351,7 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
             _rows_per_bucket(model, n_buckets)  # fills the new cache from the staged one before that goes
             staged.unpersist()
             bucketing = "row values and copy index"
+            first = None  # summed by the buckets the copies replace
         # String discrete variables (id_plugin's) become level codes; their levels come from one
         # aggregation over the cached rows, not from another read of the table.
         model, discrete_levels = with_level_codes(model, [v for v in request.discrete if not _is_numeric(df, v)],
@@ -365,7 +368,7 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
                       treated_value=treated, control_value=control, sources=sources, bucketing=bucketing,
                       treatment_seen=seen, cache=cache, levels={**discrete_levels, **fe_levels},
                       fixed_effects=tuple((v, len(fe_levels[v])) for v in absorbed),
-                      dropped=_dropped(spec, facts, treated, control))
+                      dropped=_dropped(spec, facts, treated, control), opening=first)
 
 
 def _rows_per_bucket(model: DataFrame, n_buckets: int) -> np.ndarray:

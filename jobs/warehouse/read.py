@@ -22,6 +22,7 @@ from pyspark.sql import types as T
 
 from causal_core.errors import DataCheckError, SpecError
 from causal_core.spec import DataSpec, StudySpec
+from jobs.spark.collect import collect_one
 
 
 def load_source(spark: SparkSession, data: DataSpec) -> DataFrame:
@@ -187,3 +188,15 @@ def read_study_frame(spark: SparkSession, spec: StudySpec, columns: Iterable[str
 
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def diagnose_empty(raw: DataFrame, column: str, role: str, selection: str) -> None:
+    """Before blaming a column's type: an empty selection, or a column that is null in every
+    row (a CSV infers text for both), is a data problem and says so. One small query, on
+    the error path only."""
+    row = collect_one(raw.agg(F.count(F.lit(1)).alias("n"), F.count(F.col(column)).alias("k")),
+                      f"rows and non-null values of {column}")
+    if row["n"] == 0:
+        raise DataCheckError(f"0 rows in {selection}: nothing to estimate")
+    if row["k"] == 0:
+        raise DataCheckError(f"{role} {column!r} is null in all {row['n']:,} rows of {selection}")

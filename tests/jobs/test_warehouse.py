@@ -2,6 +2,7 @@
 
 import datetime as dt
 
+import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
@@ -81,8 +82,9 @@ def test_nulls_dropped_with_count_or_fail(spark, table):
 
 
 def test_preparation_reads_the_table_once_and_caches_only_what_it_read(spark, table, monkeypatch):
-    """Null counts, treatment checks and rows per bucket come from the one query that fills
-    the cache (the only action on the table); the model frame is the kept rows of that cache."""
+    """Null counts, treatment checks, rows per bucket and the estimators' opening pass come
+    from the one query that fills the cache (the only action on the table); the model frame
+    is the kept rows of that cache."""
     spec = spec_for(table)
     raw = read_study_frame(spark, spec, ["t", "y", "x", "uid"])
     actions = []
@@ -92,12 +94,40 @@ def test_preparation_reads_the_table_once_and_caches_only_what_it_read(spark, ta
                                                                                           _f(self, *a, **k))[1])
     model = build_model_frame(raw, spec, "y", ModelRequest(covariates=("x",)), treated=1, control=0,
                               n_buckets=16)
-    assert actions == ["collect"]
+    assert actions == ["toArrow"] and model.opening is not None
     monkeypatch.undo()
     assert model.dropped_nulls == 1 and model.n_rows == 59 and model.df.count() == 59
     assert "__keep" not in model.df.columns and model.cache.is_cached
     model.release()
     assert not model.cache.is_cached
+
+
+def test_the_opening_pass_summed_while_preparing_is_the_engines_own(spark, table):
+    """The per-bucket, per-arm Gram sums of (1, d, x, y) that the preparation pass sums over
+    the kept rows equal those the engine sums over the model frame, and an ols and an ipw
+    fit that start from them give the estimates of fits that make the pass themselves."""
+    from causal_core.estimators.base import ModelRoles
+    from jobs.spark.engine import SparkMomentEngine
+
+    spec = spec_for(table)
+    model = build_model_frame(read_study_frame(spark, spec, ["t", "y", "x", "uid"]), spec, "y",
+                              ModelRequest(covariates=("x",)), treated=1, control=0, n_buckets=16)
+    try:
+        opening = model.opening
+        own = SparkMomentEngine(model.df, n_buckets=16).grouped_sums(list(opening.exprs), opening.key, opening.levels)
+        assert opening.sums.shape == own.shape == (16, 3, 10)
+        np.testing.assert_allclose(opening.sums, own, rtol=1e-12, atol=1e-9)
+        assert opening.sums[:, :2, 0].sum() == model.n_rows  # every kept row in the control or treated arm
+        design = ModelRoles(treatment="__t", outcome="__y", covariates=("__x0",), target="ate")
+        for name in ("ols", "ipw"):
+            seeded = SparkMomentEngine(model.df, n_buckets=16)
+            opening.seed(seeded)
+            fresh = SparkMomentEngine(model.df, n_buckets=16)
+            fits = [get_estimator(name)().fit(e, design).result_ for e in (seeded, fresh)]
+            assert fits[0].estimate == pytest.approx(fits[1].estimate, rel=1e-10)
+            assert fits[0].se == pytest.approx(fits[1].se, rel=1e-8)
+    finally:
+        model.release()
 
 
 def _rows_scanned(spark, run) -> list[int]:
