@@ -122,11 +122,12 @@ def _fit_group(spark: SparkSession, spec: StudySpec, interval: Interval, metric:
     if spec.data.unit_id:
         columns.add(spec.data.unit_id)
     names = ", ".join(selection.name for _, selection, _ in group)
+    opening = any(get_estimator(selection.name).opens_with_arm_gram for _, selection, _ in group)
     with progress.stage(f"read and prepare {metric} for {names}") as stage:
         raw = read_study_frame(spark, spec, sorted(columns), start=interval.start, end=interval.end)
         try:
             model = build_model_frame(raw, spec, metric, request, treated=treated, control=control,
-                                      n_buckets=spec.data.buckets,
+                                      n_buckets=spec.data.buckets, opening=opening,
                                       selection=describe_selection(spec, interval.start, interval.end))
         except EstimationError as exc:
             for i, selection, _ in group:

@@ -129,6 +129,8 @@ class AIPW(PropensityEstimator):
     coefficients), or in one totals pass of its own when that pass was not foreseen.
     """
 
+    opens_with_arm_gram = True  # the outcome models' per-bucket arm Grams (first_by_bucket)
+
     name = "aipw"
 
     def fit(self, engine, design: ModelRoles) -> AIPW:

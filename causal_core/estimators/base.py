@@ -101,6 +101,9 @@ class Estimator:
     the encoded model terms, so its design names the raw treatment and outcome columns.
     ``absorbs_fixed_effects``: it takes the study's ``fixed_effects`` out by the within
     transformation (the others need those variables encoded as covariates).
+    ``opens_with_arm_gram``: its first pass is the per-bucket, per-arm Gram of
+    ``(1, d, x, y)`` (:func:`causal_core.estimators.linear.arm_gram_sums`), which a Spark
+    run sums while it prepares the frame when this estimator is among its users.
     Which strategy kinds an estimator admits is not a class attribute: the one table in
     :mod:`causal_core.identification.admissible` says it (:meth:`admitted_kinds`).
     """
@@ -110,6 +113,7 @@ class Estimator:
     binary_treatment: ClassVar[bool] = False
     uses_raw_variables: ClassVar[bool] = False
     absorbs_fixed_effects: ClassVar[bool] = False
+    opens_with_arm_gram: ClassVar[bool] = False
 
     def fit(self, engine, design: ModelRoles) -> Estimator:  # pragma: no cover - abstract
         raise NotImplementedError

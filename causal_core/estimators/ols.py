@@ -117,6 +117,7 @@ class OLS(Estimator):
     targets = frozenset({"ate", "att", "atc"})
     binary_treatment = False
     absorbs_fixed_effects = True
+    opens_with_arm_gram = True
 
     def __init__(self, *, interactions: bool | None = None, cov_type: str = "HC1",
                  bootstrap: BootstrapOptions = BootstrapOptions(), level: float | None = None,

@@ -262,7 +262,8 @@ ROLES = (("x", "covariates"), ("m", "mediators"), ("z", "instruments"))  # colum
 
 
 def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: ModelRequest, *,
-                      treated: Any, control: Any, n_buckets: int, selection: str = "the selection") -> ModelFrame:
+                      treated: Any, control: Any, n_buckets: int, selection: str = "the selection",
+                      opening: bool = False) -> ModelFrame:
     """Code, encode, drop nulls and bucket: the frame every estimator of one contrast uses.
 
     One pass over the table: the staged frame — every selected row, coded, flagged as
@@ -272,6 +273,10 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
     each categorical covariate (:func:`_facts`). The model frame is the kept rows of
     that cache with the categorical covariates one-hot encoded; the caller releases it
     (:meth:`ModelFrame.release`).
+
+    With ``opening`` (an estimator of the frame opens with the per-bucket, per-arm Gram of
+    ``(1, d, x, y)``) and the model columns known before the pass, the pass sums that too
+    (:mod:`jobs.warehouse.opening`; ``ModelFrame.opening``).
 
     Buckets hash the unit id, or without one the model row's values: those are known
     before the pass unless a categorical covariate waits for its levels, in which case
@@ -310,14 +315,16 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
         staged = with_buckets(staged, n_buckets, unit, flags=(KEEP, NULL_ROW))
     staged = staged.persist()
     cache = staged
-    opening = None  # the estimators' opening pass rides on this one when the model columns are known
-    if BUCKET in staged.columns and not (categorical or absorbed or spec.data.exact_sums or request.mediators
+    # with ``opening`` (an estimator of the frame opens with the arm-Gram pass), that pass
+    # rides on this one when the model columns are known before it
+    terms = None
+    if opening and BUCKET in staged.columns and not (categorical or absorbed or spec.data.exact_sums or request.mediators
                                          or request.instruments):
         from jobs.warehouse.opening import staged_and_model_terms
 
-        opening = staged_and_model_terms([n for (p, _), terms in staged_terms.items() if p == "x" for n, _, _ in terms])
+        terms = staged_and_model_terms([n for (p, _), ts in staged_terms.items() if p == "x" for n, _, _ in ts])
     try:
-        facts, counts, levels, first = _facts(staged, n_buckets, categorical, opening)
+        facts, counts, levels, first = _facts(staged, n_buckets, categorical, terms)
         roles = {**{c: "covariate" for c in raw_needed}, **{c: "mediator" for c in request.mediators},
                  **{c: "instrument" for c in request.instruments}, **{c: "segment column" for c in spec.segments},
                  **({spec.data.unit_id: "unit id"} if spec.data.unit_id else {}),

@@ -93,7 +93,7 @@ def test_preparation_reads_the_table_once_and_caches_only_what_it_read(spark, ta
         monkeypatch.setattr(type(raw), name, lambda self, *a, _f=original, _n=name, **k: (actions.append(_n),
                                                                                           _f(self, *a, **k))[1])
     model = build_model_frame(raw, spec, "y", ModelRequest(covariates=("x",)), treated=1, control=0,
-                              n_buckets=16)
+                              n_buckets=16, opening=True)
     assert actions == ["toArrow"] and model.opening is not None
     monkeypatch.undo()
     assert model.dropped_nulls == 1 and model.n_rows == 59 and model.df.count() == 59
@@ -110,8 +110,12 @@ def test_the_opening_pass_summed_while_preparing_is_the_engines_own(spark, table
     from jobs.spark.engine import SparkMomentEngine
 
     spec = spec_for(table)
+    without = build_model_frame(read_study_frame(spark, spec, ["t", "y", "x", "uid"]), spec, "y",
+                                ModelRequest(covariates=("x",)), treated=1, control=0, n_buckets=16)
+    assert without.opening is None  # no estimator of the frame asked for it
+    without.release()
     model = build_model_frame(read_study_frame(spark, spec, ["t", "y", "x", "uid"]), spec, "y",
-                              ModelRequest(covariates=("x",)), treated=1, control=0, n_buckets=16)
+                              ModelRequest(covariates=("x",)), treated=1, control=0, n_buckets=16, opening=True)
     try:
         opening = model.opening
         own = SparkMomentEngine(model.df, n_buckets=16).grouped_sums(list(opening.exprs), opening.key, opening.levels)
