@@ -138,11 +138,10 @@ def _first_pass(engine, treatment: str, terms: Sequence[Expr], outcome: str | No
     1 (when there are any the fit stops, so the control Gram need not exclude them) — or,
     when the engine already holds the arm-Gram pass of ``(1, d, x[, y])`` (OLS's opening
     pass, or one made while the frame was prepared), from that, with no pass."""
-    base = [terms[0], col(treatment), *terms[1:], *([col(outcome)] if outcome is not None else [])]
+    base = _arm_base(treatment, terms, outcome)
     remembers = getattr(engine, "remembers_grouped", None)
     if remembers is not None and remembers(gram_exprs(base), arm_key(col(treatment)), ARM_LEVELS):
-        keep = [0, *range(2, len(base))]  # drop d: constant within an arm
-        grams = unpack_symmetric(arm_gram_sums(engine, base, treatment).sum(axis=0), len(base))[:, keep][:, :, keep]
+        grams = _arm_grams(engine, treatment, base).sum(axis=0)
         return grams[:, 0, 0].copy(), grams[None]
     rest = [*terms, *([col(outcome)] if outcome is not None else [])]
     d = col(treatment)
@@ -158,10 +157,20 @@ def _first_by_bucket(engine, treatment: str, terms: Sequence[Expr], outcome: str
     """``(K, 2, q, q)`` per-bucket Gram matrices of ``(1, x, y)`` of the control and treated
     rows, from the arm-Gram pass over ``(1, d, x, y)`` that OLS opens with too (one pass
     when they share an engine)."""
-    base = [terms[0], col(treatment), *terms[1:], *([col(outcome)] if outcome is not None else [])]
+    return _arm_grams(engine, treatment, _arm_base(treatment, terms, outcome))[:, :2]
+
+
+def _arm_base(treatment: str, terms: Sequence[Expr], outcome: str | None) -> list[Expr]:
+    """``(1, d, x[, y])``: the terms of the arm-Gram pass."""
+    return [terms[0], col(treatment), *terms[1:], *([col(outcome)] if outcome is not None else [])]
+
+
+def _arm_grams(engine, treatment: str, base: Sequence[Expr]) -> np.ndarray:
+    """``(K, 3, q, q)`` per-bucket, per-arm Gram matrices of ``base`` without ``d`` (constant
+    within an arm): ``(1, x[, y])``."""
     grams = unpack_symmetric(arm_gram_sums(engine, base, treatment), len(base))
-    keep = [0, *range(2, len(base))]  # drop d: constant within an arm
-    return grams[:, :2][:, :, keep][:, :, :, keep]
+    keep = [0, *range(2, len(base))]
+    return grams[:, :, keep][:, :, :, keep]
 
 
 def _first_pass_checks(treatment: str, names: Sequence[str], counts: np.ndarray, xx: np.ndarray) -> tuple[int, int]:

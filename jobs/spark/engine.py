@@ -278,8 +278,12 @@ class SparkMomentEngine:
         long = frame.select(q(BUCKET).alias(_GROUP), F.posexplode(F.array(*cols)).alias(_POS, _VAL))
         return self._dense(self._sum_long(long, [_GROUP, _POS]), self._n, len(exprs), "bucket sums")
 
+    @staticmethod
+    def _grouped_key(exprs: Sequence[Expr], key: Expr, levels: int) -> tuple:
+        return "grouped", tuple(exprs), key, int(levels)
+
     def grouped_sums(self, exprs: Sequence[Expr], key: Expr, levels: int) -> np.ndarray:
-        return self._remembered(("grouped", tuple(exprs), key, int(levels)),
+        return self._remembered(self._grouped_key(exprs, key, levels),
                                 lambda: self._grouped_sums(exprs, key, int(levels)))
 
     def remember_grouped(self, exprs: Sequence[Expr], key: Expr, levels: int, sums: np.ndarray) -> None:
@@ -288,11 +292,11 @@ class SparkMomentEngine:
         sums = np.asarray(sums, dtype=np.float64)
         if sums.shape != (self._n, int(levels), len(exprs)):
             raise ValueError(f"grouped sums of shape {sums.shape}; expected {(self._n, int(levels), len(exprs))}")
-        self._memo[("grouped", tuple(exprs), key, int(levels))] = sums.copy()
+        self._memo[self._grouped_key(exprs, key, levels)] = sums.copy()
 
     def remembers_grouped(self, exprs: Sequence[Expr], key: Expr, levels: int) -> bool:
         """Whether :meth:`grouped_sums` of these would cost no pass."""
-        return ("grouped", tuple(exprs), key, int(levels)) in self._memo
+        return self._grouped_key(exprs, key, levels) in self._memo
 
     def _grouped_sums(self, exprs: Sequence[Expr], key: Expr, levels: int) -> np.ndarray:
         if not exprs:

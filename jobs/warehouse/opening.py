@@ -43,6 +43,12 @@ class OpeningPass:
     levels: int
     sums: np.ndarray
 
+    @classmethod
+    def of(cls, covariates: Sequence[str], sums: np.ndarray) -> OpeningPass:
+        """The pass over the model frame's ``__t``, ``covariates`` and ``__y`` whose
+        ``(K, ARM_LEVELS, m)`` sums :func:`facts_with_opening` returned."""
+        return cls(tuple(gram_exprs(opening_terms("__t", covariates, "__y"))), arm_key(col("__t")), ARM_LEVELS, sums)
+
     def seed(self, engine) -> None:
         """Give ``engine`` (the model frame's) these sums as its own pass."""
         engine.remember_grouped(self.exprs, self.key, self.levels, self.sums)
@@ -53,28 +59,21 @@ def opening_terms(treatment: str, covariates: Sequence[str], outcome: str) -> li
     return [Lit(1.0), col(treatment), *(col(x) for x in covariates), col(outcome)]
 
 
-def staged_and_model_terms(staged_x: Sequence[str]) -> tuple[list[Expr], list[Expr]]:
-    """``(1, d, x, y)`` under the staged frame's column names (covariates ``staged_x``) and
-    under the model frame's (``__x0``, ``__x1``, ... in the same order)."""
-    return (opening_terms("__t", staged_x, "__y"),
-            opening_terms("__t", [f"__x{k}" for k in range(len(staged_x))], "__y"))
-
-
 def facts_with_opening(staged: DataFrame, n_buckets: int, aggregates: Sequence[Column], kept: Column,
-                       staged_terms: Sequence[Expr], model_terms: Sequence[Expr],
-                       treatment: str) -> tuple[list[dict], OpeningPass]:
+                       covariates: Sequence[str]) -> tuple[list[dict], np.ndarray]:
     """The preparation aggregation (``aggregates``, per bucket) grouped by bucket and arm of
-    the kept rows, with the Gram sums of ``staged_terms`` over the kept rows (``kept``).
+    the kept rows, with the Gram sums of ``(1, __t, covariates, __y)`` over the kept rows
+    (``kept``).
 
     Returns the per-bucket rows of the aggregates (as the preparation pass reads them:
     ``n``, ``nulls``, ``kept``, ``t_min``, ``t_max``, ``t_not01`` and the bucket) and the
-    sums as an :class:`OpeningPass` of ``model_terms``, the same terms under the model
-    frame's column names.
+    ``(K, ARM_LEVELS, m)`` sums, which :meth:`OpeningPass.of` names by the model frame's
+    columns.
     """
-    staged_gram = gram_exprs(staged_terms)
+    staged_gram = gram_exprs(opening_terms("__t", covariates, "__y"))
     # the rows left out form a group of their own (ARM_LEVELS): they count in the facts, and
     # their Gram sums are dropped (plain sums, no per-moment condition)
-    arm = F.when(kept, F.expr(compile_sql(arm_key(col(treatment))))).otherwise(F.lit(float(ARM_LEVELS)))
+    arm = F.when(kept, F.expr(compile_sql(arm_key(col("__t"))))).otherwise(F.lit(float(ARM_LEVELS)))
     group = (F.col(BUCKET) * F.lit(ARM_LEVELS + 1) + arm.cast("int")).alias(_ARM)
     grouped = staged.groupBy(group).agg(
         *aggregates, *[F.sum(compile_expr(e)).alias(f"__g{j}") for j, e in enumerate(staged_gram)])
@@ -95,12 +94,11 @@ def facts_with_opening(staged: DataFrame, n_buckets: int, aggregates: Sequence[C
             row[k] += r[k] or 0
         row["t_min"] = _extreme(min, row["t_min"], r["t_min"])
         row["t_max"] = _extreme(max, row["t_max"], r["t_max"])
-    return list(per_bucket.values()), OpeningPass(tuple(gram_exprs(model_terms)), arm_key(col(treatment)),
-                                                  ARM_LEVELS, sums)
+    return list(per_bucket.values()), sums
 
 
 def _extreme(pick, a, b):
     return b if a is None else a if b is None else pick(a, b)
 
 
-__all__ = ("OpeningPass", "facts_with_opening", "opening_terms", "staged_and_model_terms")
+__all__ = ("OpeningPass", "facts_with_opening", "opening_terms")

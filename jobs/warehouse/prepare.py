@@ -25,6 +25,7 @@ from causal_core.moments.engine import BUCKET, UNIT
 from causal_core.spec import StudySpec
 from causal_core.study import FrameColumns, ModelRequest
 from jobs.spark.collect import collect_bounded, collect_one, collect_small
+from jobs.warehouse.opening import OpeningPass, facts_with_opening
 from jobs.warehouse.read import diagnose_empty
 
 MAX_LEVELS = 200
@@ -55,7 +56,7 @@ class ModelFrame:
     dropped: Mapping[str, int] = field(default_factory=dict)  # rows left out, by reason (only reasons > 0)
     cache: DataFrame | None = None  # what build_model_frame persisted (df reads it)
     fixed_effects: tuple[tuple[str, int], ...] = ()  # level-coded column, its number of levels
-    opening: Any = None  # the estimators' opening pass, summed while preparing (jobs.warehouse.opening)
+    opening: OpeningPass | None = None  # the estimators' opening pass, summed while preparing
 
     @property
     def columns(self) -> FrameColumns:
@@ -100,7 +101,7 @@ def _any_null(columns: Sequence[str]) -> Column:
     return out
 
 
-def _facts(staged: DataFrame, n_buckets: int, categorical: Sequence[str], opening: tuple | None = None
+def _facts(staged: DataFrame, n_buckets: int, categorical: Sequence[str], opening: Sequence[str] | None = None
            ) -> tuple[dict[str, Any], np.ndarray | None, dict[str, tuple[list, int]], Any]:
     """The preparation pass: rows, rows with a null, kept rows and what tells a constant,
     binary or other treatment among them — per bucket when the staged rows have buckets —
@@ -109,8 +110,9 @@ def _facts(staged: DataFrame, n_buckets: int, categorical: Sequence[str], openin
 
     Returns the totals, the kept rows per bucket (None without buckets), per categorical
     its levels by kept rows (most first, ties by value; at most ``MAX_LEVELS + 1``) with
-    its number of levels, and with ``opening`` (:func:`jobs.warehouse.opening.staged_and_model_terms`)
-    the estimators' opening pass, summed on the same scan (else None).
+    its number of levels, and with ``opening`` (the staged covariate columns, given when
+    there are buckets and no categorical covariates) the sums of the estimators' opening
+    pass, made on the same scan (:func:`jobs.warehouse.opening.facts_with_opening`; else None).
     """
     kept, t = F.col(KEEP), F.col("__t")
     aggregates = [F.count(F.lit(1)).alias("n"), F.sum(F.col(NULL_ROW).cast("long")).alias("nulls"),
@@ -121,9 +123,7 @@ def _facts(staged: DataFrame, n_buckets: int, categorical: Sequence[str], openin
     levels: dict[str, tuple[list, int]] = {}
     first = None
     if opening is not None:
-        from jobs.warehouse.opening import facts_with_opening
-
-        totals_rows, first = facts_with_opening(staged, n_buckets, aggregates, kept, *opening, treatment="__t")
+        totals_rows, first = facts_with_opening(staged, n_buckets, aggregates, kept, opening)
     elif not categorical:
         totals_rows = collect_bounded(staged.groupBy(*keys).agg(*aggregates), n_buckets, "rows per bucket")
     else:
@@ -317,14 +317,12 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
     cache = staged
     # with ``opening`` (an estimator of the frame opens with the arm-Gram pass), that pass
     # rides on this one when the model columns are known before it
-    terms = None
+    staged_x = None
     if opening and BUCKET in staged.columns and not (categorical or absorbed or spec.data.exact_sums or request.mediators
                                          or request.instruments):
-        from jobs.warehouse.opening import staged_and_model_terms
-
-        terms = staged_and_model_terms([n for (p, _), ts in staged_terms.items() if p == "x" for n, _, _ in ts])
+        staged_x = [n for (p, _), ts in staged_terms.items() if p == "x" for n, _, _ in ts]
     try:
-        facts, counts, levels, first = _facts(staged, n_buckets, categorical, terms)
+        facts, counts, levels, first = _facts(staged, n_buckets, categorical, staged_x)
         roles = {**{c: "covariate" for c in raw_needed}, **{c: "mediator" for c in request.mediators},
                  **{c: "instrument" for c in request.instruments}, **{c: "segment column" for c in spec.segments},
                  **({spec.data.unit_id: "unit id"} if spec.data.unit_id else {}),
@@ -375,7 +373,8 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
                       treated_value=treated, control_value=control, sources=sources, bucketing=bucketing,
                       treatment_seen=seen, cache=cache, levels={**discrete_levels, **fe_levels},
                       fixed_effects=tuple((v, len(fe_levels[v])) for v in absorbed),
-                      dropped=_dropped(spec, facts, treated, control), opening=first)
+                      dropped=_dropped(spec, facts, treated, control),
+                      opening=None if first is None else OpeningPass.of(names["x"], first))
 
 
 def _rows_per_bucket(model: DataFrame, n_buckets: int) -> np.ndarray:
