@@ -29,6 +29,8 @@ def spark():
     """A real local Spark session: 2 cores, few shuffle partitions, UI off."""
     from pyspark.sql import SparkSession
 
+    from jobs.spark.session import DEBUGGING
+
     warehouse = tempfile.mkdtemp(prefix="whybatch-test-warehouse-")
     os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
     session = (
@@ -42,6 +44,7 @@ def spark():
         .config("spark.driver.memory", "2g")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.ansi.enabled", "false")
+        .config(DEBUGGING, "false")  # as whybatch's own sessions (jobs.spark.session.session_conf)
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

@@ -104,6 +104,9 @@ class Estimator:
     ``opens_with_arm_gram``: its first pass is the per-bucket, per-arm Gram of
     ``(1, d, x, y)`` (:func:`causal_core.estimators.linear.arm_gram_sums`), which a Spark
     run sums while it prepares the frame when this estimator is among its users.
+    ``one_pass_after_opening``: an unclustered fit reads the rows once more after that
+    opening pass, as a rule (``ols``: its variance pass), so a frame that only it reads needs
+    no cache.
     Which strategy kinds an estimator admits is not a class attribute: the one table in
     :mod:`causal_core.identification.admissible` says it (:meth:`admitted_kinds`).
     """
@@ -114,6 +117,7 @@ class Estimator:
     uses_raw_variables: ClassVar[bool] = False
     absorbs_fixed_effects: ClassVar[bool] = False
     opens_with_arm_gram: ClassVar[bool] = False
+    one_pass_after_opening: ClassVar[bool] = False
 
     def fit(self, engine, design: ModelRoles) -> Estimator:  # pragma: no cover - abstract
         raise NotImplementedError

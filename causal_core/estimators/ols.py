@@ -118,6 +118,7 @@ class OLS(Estimator):
     binary_treatment = False
     absorbs_fixed_effects = True
     opens_with_arm_gram = True
+    one_pass_after_opening = True  # the variance pass; a recentring or a clustered design adds one
 
     def __init__(self, *, interactions: bool | None = None, cov_type: str = "HC1",
                  bootstrap: BootstrapOptions = BootstrapOptions(), level: float | None = None,

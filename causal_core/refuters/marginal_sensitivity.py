@@ -171,6 +171,7 @@ class MarginalSensitivityRefuter(Refuter):
 
     name: ClassVar[str] = "marginal_sensitivity"
     refutes: ClassVar[frozenset[str]] = frozenset({"ipw", "aipw"})
+    reads_rows: ClassVar[bool] = True  # the outcome's range, then its binned sums
 
     def __init__(self, *, lambdas: Sequence[float] = (1.1, 1.25, 1.5, 2.0, 3.0), plausible: float | None = None,
                  bins: int = 200, replicates: int = 200, alpha: float = 0.05) -> None:

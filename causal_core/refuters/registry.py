@@ -73,12 +73,15 @@ class Refuter:
     """Base class. ``refutes``: the estimators whose estimates it challenges (None: every
     estimator). ``graph_variable_options``: options whose values must be observed graph
     variables (the spec parser checks them). ``study_level``: the refuter challenges the
-    study's graph, not an estimate (graph validation), and runs once per study."""
+    study's graph, not an estimate (graph validation), and runs once per study.
+    ``reads_rows``: it makes passes of its own over the estimate's frame (most refuters
+    re-solve from the moments the fit holds and make none)."""
 
     name: ClassVar[str] = ""
     refutes: ClassVar[frozenset[str] | None] = frozenset()
     graph_variable_options: ClassVar[tuple[str, ...]] = ()
     study_level: ClassVar[bool] = False
+    reads_rows: ClassVar[bool] = False
 
     def applies_to(self, estimator: str) -> bool:
         return not self.study_level and (self.refutes is None or estimator in self.refutes)

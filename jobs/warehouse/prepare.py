@@ -54,7 +54,7 @@ class ModelFrame:
     bucketing: str = "unit"  # "unit", "row values", or "row values and copy index"
     treatment_seen: tuple = ()  # a few distinct treatment values, for messages
     dropped: Mapping[str, int] = field(default_factory=dict)  # rows left out, by reason (only reasons > 0)
-    cache: DataFrame | None = None  # what build_model_frame persisted (df reads it)
+    cache: DataFrame | None = None  # what build_model_frame persisted, or could have (df reads it)
     fixed_effects: tuple[tuple[str, int], ...] = ()  # level-coded column, its number of levels
     opening: OpeningPass | None = None  # the estimators' opening pass, summed while preparing
 
@@ -263,7 +263,7 @@ ROLES = (("x", "covariates"), ("m", "mediators"), ("z", "instruments"))  # colum
 
 def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: ModelRequest, *,
                       treated: Any, control: Any, n_buckets: int, selection: str = "the selection",
-                      opening: bool = False) -> ModelFrame:
+                      opening: bool = False, cache: bool = True) -> ModelFrame:
     """Code, encode, drop nulls and bucket: the frame every estimator of one contrast uses.
 
     One pass over the table: the staged frame — every selected row, coded, flagged as
@@ -276,7 +276,8 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
 
     With ``opening`` (an estimator of the frame opens with the per-bucket, per-arm Gram of
     ``(1, d, x, y)``) and the model columns known before the pass, the pass sums that too
-    (:mod:`jobs.warehouse.opening`; ``ModelFrame.opening``).
+    (:mod:`jobs.warehouse.opening`; ``ModelFrame.opening``) and, without ``cache`` (at most one
+    pass reads the frame after it), caches nothing: a cache costs more to fill than one pass saves.
 
     Buckets hash the unit id, or without one the model row's values: those are known
     before the pass unless a categorical covariate waits for its levels, in which case
@@ -313,14 +314,16 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
                        keep.alias(KEEP), (~complete).alias(NULL_ROW))
     if unit or not categorical:  # the buckets are known before the pass
         staged = with_buckets(staged, n_buckets, unit, flags=(KEEP, NULL_ROW))
-    staged = staged.persist()
-    cache = staged
     # with ``opening`` (an estimator of the frame opens with the arm-Gram pass), that pass
     # rides on this one when the model columns are known before it
     staged_x = None
     if opening and BUCKET in staged.columns and not (categorical or absorbed or spec.data.exact_sums or request.mediators
                                          or request.instruments):
         staged_x = [n for (p, _), ts in staged_terms.items() if p == "x" for n, _, _ in ts]
+    coded = any(not _is_numeric(df, v) for v in request.discrete)  # level codes: a pass over the rows
+    if cache or staged_x is None or coded:
+        staged = staged.persist()
+    cache = staged
     try:
         facts, counts, levels, first = _facts(staged, n_buckets, categorical, staged_x)
         roles = {**{c: "covariate" for c in raw_needed}, **{c: "mediator" for c in request.mediators},
