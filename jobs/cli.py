@@ -218,7 +218,7 @@ def run(study: Annotated[str, typer.Argument(help="study YAML path or name under
     and report.html, log the run to MLflow and its rows to the results table."""
     import logging
 
-    from jobs.entrypoints import execute, prepare_run
+    from jobs.entrypoints import execute, preload, prepare_run
     from jobs.progress import SILENT, ConsoleProgress
     from jobs.spark.session import build_session, log_files
 
@@ -229,6 +229,7 @@ def run(study: Annotated[str, typer.Argument(help="study YAML path or name under
         prepared = prepare_run(study, start=start, end=end, profile=profile)
         _warn_ignored(prepared.spec)
         progress = SILENT if quiet else ConsoleProgress(err)
+        preload(track)
         with progress.stage(f"start Spark ({prepared.profile.name} profile)") as stage:
             spark = build_session(prepared.profile)
             stage.note = (f"Spark Connect at {prepared.profile.remote}" if getattr(prepared.profile, "remote", None)

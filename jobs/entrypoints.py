@@ -7,6 +7,8 @@ milliseconds and exits 2, not a 20-second start and a JVM traceback.
 
 from __future__ import annotations
 
+import importlib
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,33 @@ def prepare_run(study: str | Path | StudySpec, *, start: str | None = None, end:
     return PreparedRun(spec, Interval(start, end), prof)
 
 
+# What a run imports once Spark has started: the data checks' Great Expectations, the
+# estimators, the report's plotting and, when it tracks, MLflow and the results table.
+RUN_MODULES = ("great_expectations", "great_expectations.expectations", "jobs.checks.run", "jobs.checks.suite",
+               "jobs.estimate", "jobs.report")
+TRACK_MODULES = ("mlflow", "jobs.tracking.mlflow_runs", "jobs.tracking.results_table")
+
+
+def preload(track: bool) -> threading.Thread:
+    """Import :data:`RUN_MODULES` (and :data:`TRACK_MODULES` with ``track``) in a daemon
+    thread while this one starts Spark: a fresh process spends seconds on these imports,
+    and a JVM's start, or a Spark query, waits without holding the interpreter. The run
+    imports each module where it needs it as before (waiting for this thread if it is
+    still at it); an import that fails here fails there again, with its own message."""
+    names = RUN_MODULES + (TRACK_MODULES if track else ())
+
+    def load() -> None:
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - raised again where the run imports it
+                pass
+
+    thread = threading.Thread(target=load, name="whybatch-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_study(study: str | Path | StudySpec, *, start: str | None = None, end: str | None = None,
               profile: str | SparkProfile = "local", output: str | Path | None = None,
               spark: Any = None, tracking_uri: str | None = None, track: bool = False,
@@ -80,6 +109,7 @@ def run_study(study: str | Path | StudySpec, *, start: str | None = None, end: s
     from jobs.spark.session import build_session
 
     prepared = prepare_run(study, start=start, end=end, profile=profile)
+    preload(track)
     session = spark if spark is not None else build_session(prepared.profile)
     return execute(session, prepared, output=output, tracking_uri=tracking_uri, track=track, report=report,
                    progress=progress, checks=checks)

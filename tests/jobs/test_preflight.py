@@ -107,3 +107,16 @@ def test_the_interval_is_compared_in_the_partition_columns_type(spark, tmp_path,
     assert sorted(r.x for r in df.collect()) == [1.0] * 5 + [2.0] * 5
     if kind == "int":
         assert read_study_frame(spark, spec, ["x"], start="20260104").count() == 5
+
+
+def test_the_preload_thread_imports_what_a_run_imports_later():
+    """``whybatch run`` imports the data checks', report's and tracking's modules in a thread
+    while Spark starts; each name must be a module that exists, or the thread saves nothing."""
+    import sys
+
+    from jobs.entrypoints import RUN_MODULES, TRACK_MODULES, preload
+
+    thread = preload(track=True)
+    thread.join(timeout=300)
+    assert not thread.is_alive()
+    assert [m for m in RUN_MODULES + TRACK_MODULES if m not in sys.modules] == []
