@@ -1,8 +1,9 @@
 """``whybatch run`` on Spark: plan -> read -> prepare -> estimate (+ bucket bootstrap) -> StudyResult.
 
 One SparkSession per job. For every outcome metric and every treatment contrast the study
-rows are prepared once (coded, encoded, bucketed, cached) and each estimator fits on that
-cached projection through the Spark moment engine; segments refit on filtered frames.
+rows are prepared once (coded, encoded, bucketed and, when more than one pass follows,
+cached) and each estimator fits on that projection through the Spark moment engine;
+segments refit on filtered frames.
 What needs no Spark — which estimators run on which strategy, the frame each needs, the
 design each fits, the run key and the result — is decided in :mod:`causal_core.study`.
 """
@@ -134,7 +135,7 @@ def _fit_group(spark: SparkSession, spec: StudySpec, interval: Interval, metric:
         raw = read_study_frame(spark, spec, sorted(columns), start=interval.start, end=interval.end)
         try:
             model = build_model_frame(raw, spec, metric, request, treated=treated, control=control,
-                                      n_buckets=spec.data.buckets, opening=opening, cache=not once_more,
+                                      n_buckets=spec.data.buckets, opening=opening, cached=not once_more,
                                       selection=describe_selection(spec, interval.start, interval.end))
         except EstimationError as exc:
             for i, selection, _ in group:

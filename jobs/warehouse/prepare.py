@@ -263,7 +263,7 @@ ROLES = (("x", "covariates"), ("m", "mediators"), ("z", "instruments"))  # colum
 
 def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: ModelRequest, *,
                       treated: Any, control: Any, n_buckets: int, selection: str = "the selection",
-                      opening: bool = False, cache: bool = True) -> ModelFrame:
+                      opening: bool = False, cached: bool = True) -> ModelFrame:
     """Code, encode, drop nulls and bucket: the frame every estimator of one contrast uses.
 
     One pass over the table: the staged frame — every selected row, coded, flagged as
@@ -276,7 +276,7 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
 
     With ``opening`` (an estimator of the frame opens with the per-bucket, per-arm Gram of
     ``(1, d, x, y)``) and the model columns known before the pass, the pass sums that too
-    (:mod:`jobs.warehouse.opening`; ``ModelFrame.opening``) and, without ``cache`` (at most one
+    (:mod:`jobs.warehouse.opening`; ``ModelFrame.opening``) and, without ``cached`` (at most one
     pass reads the frame after it), caches nothing: a cache costs more to fill than one pass saves.
 
     Buckets hash the unit id, or without one the model row's values: those are known
@@ -321,7 +321,7 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
                                          or request.instruments):
         staged_x = [n for (p, _), ts in staged_terms.items() if p == "x" for n, _, _ in ts]
     coded = any(not _is_numeric(df, v) for v in request.discrete)  # level codes: a pass over the rows
-    if cache or staged_x is None or coded:
+    if cached or staged_x is None or coded:
         staged = staged.persist()
     cache = staged
     try:
