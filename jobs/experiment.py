@@ -40,7 +40,8 @@ from causal_core.experiments import ArmSums, Metric, ValueCounts
 from causal_core.moments.engine import BUCKET
 from causal_core.spec import StudySpec
 from causal_core.study import Interval
-from jobs.spark.engine import collect_arrow, with_buckets
+from jobs.spark.collect import collect_arrow
+from jobs.spark.engine import with_buckets
 from jobs.spark.exact_sums import q
 from jobs.warehouse.read import read_study_frame
 

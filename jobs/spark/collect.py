@@ -1,7 +1,8 @@
 """The one door through which data reaches the driver: small aggregates only.
 
 Everything the driver sees — per-bucket moment sums, category levels, row counts — goes
-through :func:`collect_small`, which refuses results larger than ``max_rows`` so that a
+through :func:`collect_small` (or, for aggregates grouped by bounded ids, :func:`collect_bounded`
+and :func:`collect_arrow`), which refuses results larger than ``max_rows`` so that a
 mistake cannot pull a table's rows into the driver.
 """
 
@@ -38,3 +39,15 @@ def collect_one(df: DataFrame, what: str = "aggregate") -> Row:
     if not rows:
         raise DataCheckError(f"{what}: the aggregate returned no row")
     return rows[0]
+
+
+def collect_arrow(df: DataFrame, max_rows: int, what: str):
+    """Collect a small aggregate as an Arrow table; refuse more than ``max_rows`` rows.
+
+    For aggregates grouped by ids in ``[0, max_rows)`` by construction (the engine's): no
+    ``limit`` (which runs a query as several jobs, one more partition at a time), only the
+    check that the bound held."""
+    table = df.toArrow()
+    if table.num_rows > max_rows:
+        raise DataCheckError(f"{what}: more than {max_rows} rows would reach the driver; this is a bug")
+    return table

@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 from causal_core.errors import DataCheckError, EstimationError
 from causal_core.moments.engine import BUCKET, DEFAULT_BUCKETS, UNIT, Totals, triu_pairs
 from causal_core.moments.expr import Compare, Expr, Lit
-from jobs.spark.collect import collect_bounded, collect_one
+from jobs.spark.collect import collect_arrow, collect_bounded, collect_one
 from jobs.spark.exact_sums import LIMBS, REST, combine_limbs, limb_aggregates, q, with_limbs, with_total
 from jobs.spark.compiler import compile_expr, compile_sql, has_row_poisson, poisson_weight, unit_key
 
@@ -119,18 +119,6 @@ def duplicate_dispersion(bucket_counts: np.ndarray) -> float:
     counts = np.asarray(bucket_counts, dtype=np.float64)
     mean = counts.mean()
     return float(counts.var(ddof=1) / mean) if mean > 0 and len(counts) > 1 else 1.0
-
-
-def collect_arrow(df: DataFrame, max_rows: int, what: str):
-    """Collect a small aggregate as an Arrow table; refuse more than ``max_rows`` rows.
-
-    The engine's aggregates are grouped by ids in ``[0, max_rows)`` by construction, so no
-    ``limit`` (which runs a query as several jobs, one more partition at a time), only the
-    check that the bound held."""
-    table = df.toArrow()
-    if table.num_rows > max_rows:
-        raise DataCheckError(f"{what}: more than {max_rows} rows would reach the driver; this is a bug")
-    return table
 
 
 class SparkMomentEngine:

@@ -27,6 +27,7 @@ from causal_core.estimators.linear import ARM_LEVELS, arm_key
 from causal_core.estimators.moment_batch import gram_exprs
 from causal_core.moments.engine import BUCKET
 from causal_core.moments.expr import Expr, Lit, col
+from jobs.spark.collect import collect_arrow
 from jobs.spark.compiler import compile_expr, compile_sql
 
 _ARM = "__arm"
@@ -77,9 +78,7 @@ def facts_with_opening(staged: DataFrame, n_buckets: int, aggregates: Sequence[C
     group = (F.col(BUCKET) * F.lit(ARM_LEVELS + 1) + arm.cast("int")).alias(_ARM)
     grouped = staged.groupBy(group).agg(
         *aggregates, *[F.sum(compile_expr(e)).alias(f"__g{j}") for j, e in enumerate(staged_gram)])
-    table = grouped.toArrow()
-    if table.num_rows > (ARM_LEVELS + 1) * n_buckets:
-        raise ValueError(f"rows per bucket and arm: {table.num_rows} groups for {n_buckets} buckets")
+    table = collect_arrow(grouped, (ARM_LEVELS + 1) * n_buckets, "rows per bucket and arm")
     ids = table.column(_ARM).to_numpy().astype(np.int64)
     table = table.append_column(BUCKET, pa.array(ids // (ARM_LEVELS + 1)))
     sums = np.zeros((n_buckets, ARM_LEVELS + 1, len(staged_gram)))
