@@ -125,10 +125,9 @@ def _fit_group(spark: SparkSession, spec: StudySpec, interval: Interval, metric:
     names = ", ".join(selection.name for _, selection, _ in group)
     estimators = [get_estimator(selection.name) for _, selection, _ in group]
     opening = any(e.opens_with_arm_gram for e in estimators)
-    # A cache pays when several passes read the frame after its preparation. Files at a path
-    # are listed once, when read, so a second pass over them reads the same rows; a catalog
-    # table lists its partitions per query, so its frame is always cached.
-    once_more = (len(estimators) == 1 and estimators[0].one_pass_after_opening and not spec.data.table
+    # A cache pays when several passes read the frame after its preparation (build_model_frame
+    # still caches a catalog table's rows, whose partitions Spark lists per query).
+    once_more = (len(estimators) == 1 and estimators[0].one_pass_after_opening
                  and not spec.data.unit_id and not spec.segments
                  and not any(r.reads_rows and r.applies_to(estimators[0].name) for r in refuters))
     with progress.stage(f"read and prepare {metric} for {names}") as stage:

@@ -54,7 +54,7 @@ class ModelFrame:
     bucketing: str = "unit"  # "unit", "row values", or "row values and copy index"
     treatment_seen: tuple = ()  # a few distinct treatment values, for messages
     dropped: Mapping[str, int] = field(default_factory=dict)  # rows left out, by reason (only reasons > 0)
-    cache: DataFrame | None = None  # what build_model_frame persisted, or could have (df reads it)
+    cache: DataFrame | None = None  # what build_model_frame persisted (df reads it), if anything
     fixed_effects: tuple[tuple[str, int], ...] = ()  # level-coded column, its number of levels
     opening: OpeningPass | None = None  # the estimators' opening pass, summed while preparing
 
@@ -277,7 +277,8 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
     With ``opening`` (an estimator of the frame opens with the per-bucket, per-arm Gram of
     ``(1, d, x, y)``) and the model columns known before the pass, the pass sums that too
     (:mod:`jobs.warehouse.opening`; ``ModelFrame.opening``) and, without ``cached`` (at most one
-    pass reads the frame after it), caches nothing: a cache costs more to fill than one pass saves.
+    pass reads the frame after it), caches no rows read from files: filling a cache costs more
+    than one pass saves.
 
     Buckets hash the unit id, or without one the model row's values: those are known
     before the pass unless a categorical covariate waits for its levels, in which case
@@ -320,10 +321,10 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
     if opening and BUCKET in staged.columns and not (categorical or absorbed or spec.data.exact_sums or request.mediators
                                          or request.instruments):
         staged_x = [n for (p, _), ts in staged_terms.items() if p == "x" for n, _, _ in ts]
-    coded = any(not _is_numeric(df, v) for v in request.discrete)  # level codes: a pass over the rows
-    if cached or staged_x is None or coded:
-        staged = staged.persist()
-    cache = staged
+    coded = [v for v in request.discrete if not _is_numeric(df, v)]  # level codes: a pass over the rows
+    # a catalog table lists its partitions per query; a path's files are listed once, when read
+    reread = not (cached or staged_x is None or coded or spec.data.table)
+    cache = None if reread else staged.persist()  # persist() returns staged itself
     try:
         facts, counts, levels, first = _facts(staged, n_buckets, categorical, staged_x)
         roles = {**{c: "covariate" for c in raw_needed}, **{c: "mediator" for c in request.mediators},
@@ -362,13 +363,12 @@ def build_model_frame(df: DataFrame, spec: StudySpec, metric: str, request: Mode
             first = None  # summed by the buckets the copies replace
         # String discrete variables (id_plugin's) become level codes; their levels come from one
         # aggregation over the cached rows, not from another read of the table.
-        model, discrete_levels = with_level_codes(model, [v for v in request.discrete if not _is_numeric(df, v)],
-                                                  MAX_LEVELS, "id_plugin variable")
+        model, discrete_levels = with_level_codes(model, coded, MAX_LEVELS, "id_plugin variable")
         model, fe_levels = with_level_codes(model, absorbed, MAX_FIXED_EFFECT_LEVELS, "fixed-effect variable")
     except Exception:
-        cache.unpersist()
-        if cache is not staged:
-            staged.unpersist()
+        staged.unpersist()
+        if cache is not None:
+            cache.unpersist()
         raise
     return ModelFrame(df=model, treatment="__t", outcome="__y", covariates=tuple(names["x"]),
                       mediators=tuple(names["m"]), instruments=tuple(names["z"]), discrete=tuple(request.discrete),
