@@ -21,7 +21,16 @@ the JIT warms up), then in turn ``--timed-runs`` times (the median counts):
 * (b) the same per unit first: ``groupBy(user_id)`` then ``groupBy(variant)`` — what any
   readout of an exposure table must at least do, since the user is the unit of
   randomization and of every variance;
-* (c) the whole readout.
+* (c) the whole readout;
+
+and two floors: the least the readout's statistics need even on a table known to hold one
+row per unit (no aggregation to units, no segments, no histograms, no statistics on the
+driver):
+
+* (d) by arm: the count, the sums and the sums of products of the four value columns —
+  what the analytic lifts, variances and CUPED of the whole experiment read;
+* (e) the same by arm and bucket (``pmod(xxhash64(user_id), K)``, K of the spec) — what the
+  bucket bootstrap adds.
 
 The target is (c) / (a) <= 2. The lifts are checked against the table's truths (finite-
 population effects from every user's potential outcomes): each treatment arm's interval
@@ -92,6 +101,21 @@ def bare(spark, path: Path, per_unit: bool) -> list:
     return df.groupBy("variant").agg(F.count(F.lit(1)), *[F.sum(c) for c in VALUES]).collect()
 
 
+def floor(spark, path: Path, buckets: int | None) -> list:
+    from pyspark.sql import functions as F
+
+    from jobs.spark.engine import with_buckets
+
+    df = spark.read.parquet(str(path))
+    keys = ["variant"]
+    if buckets:
+        df, keys = with_buckets(df, buckets, "user_id"), ["variant", "__bucket"]
+    v = [F.col(c).cast("double") for c in VALUES]
+    products = [v[i] * v[j] for i in range(len(v)) for j in range(i, len(v))]
+    return df.groupBy(*keys).agg(
+        F.count(F.lit(1)), *[F.sum(x) for x in (*v, *products)]).collect()
+
+
 def readout(spark, spec):
     from jobs.estimate import Interval, estimate_study
 
@@ -128,8 +152,11 @@ def main() -> None:
     path, truths = exposure_dataset(spark, args.units, args.days, args.data_dir)
     spec = readout_spec(path, args.replicates)
     runs = {"a": lambda: bare(spark, path, False), "b": lambda: bare(spark, path, True),
-            "c": lambda: readout(spark, spec)}
-    labels = {"a": "(a) bare groupBy(arm) sums", "b": "(b) per unit, then by arm", "c": "(c) whole readout"}
+            "c": lambda: readout(spark, spec),
+            "d": lambda: floor(spark, path, None),
+            "e": lambda: floor(spark, path, spec.data.buckets)}
+    labels = {"a": "(a) bare groupBy(arm) sums", "b": "(b) per unit, then by arm", "c": "(c) whole readout",
+              "d": "(d) floor: by arm, with products", "e": "(e) floor: by arm and bucket"}
     for key, fn in runs.items():
         with Clock(jvm) as c:
             out = fn()
@@ -149,10 +176,10 @@ def main() -> None:
     med = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
     print(f"\nReadout vs bare aggregation ({args.units:,} users x {args.days} day(s), median of "
           f"{args.timed_runs} runs after one untimed run of each):")
-    print(f"{'':<30}{'wall s':>9}{'CPU s':>9}{'÷ (a)':>8}{'÷ (b)':>8}")
+    print(f"{'':<36}{'wall s':>9}{'CPU s':>9}{'÷ (a)':>8}{'÷ (b)':>8}")
     for key, v in times.items():
         cpu = statistics.median(c for _, c in v)
-        print(f"{labels[key]:<30}{med[key]:>9.2f}{cpu:>9.1f}{med[key] / med['a']:>8.2f}{med[key] / med['b']:>8.2f}")
+        print(f"{labels[key]:<36}{med[key]:>9.2f}{cpu:>9.1f}{med[key] / med['a']:>8.2f}{med[key] / med['b']:>8.2f}")
     ratio = med["c"] / med["a"]
     print(f"(c) / (a) = {ratio:.2f} (target <= {TARGET_RATIO}: {'met' if ratio <= TARGET_RATIO else 'NOT met'}); "
           f"(c) / (b) = {med['c'] / med['b']:.2f}")

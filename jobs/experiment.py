@@ -21,10 +21,14 @@ one Spark plan that ends with one small collect.
    keeps ranks exact and moves values by at most half a unit in the third digit. Histograms
    of different segments and days merge by adding counts.
 
-Steps 2 and 3 are one query: the units' moment and histogram rows are summed per (arm,
-bucket, segment levels, value) first, and those partial sums are rolled up to the grouping
-sets, so the table is scanned and the units shuffled once, the explosion into sets works on
-partial sums, and the driver gets K × arms + arms × levels rows plus the histograms.
+Steps 2 and 3 are one query: each unit's moment rows — one by bucket, one by its segment
+levels — and histogram rows are summed per (arm, bucket, segment levels, value) first, and
+those partial sums are rolled up to the grouping sets, so the table is scanned and the
+units shuffled once, the explosion into sets works on partial sums, and the driver gets
+K × arms + arms × levels rows plus the histograms. The bucket and the segment levels are
+kept in separate moment rows: crossed, they would make K × arms × the product of the
+segment columns' levels partial groups (300,000 at K = 1,000 with levels 4 and 25),
+which costs more than a second row per unit.
 """
 
 from __future__ import annotations
@@ -146,28 +150,38 @@ def unit_frame(raw: DataFrame, spec: StudySpec, variables: tuple[Variable, ...],
 
 
 def _sets(n_segments: int) -> Column:
-    """One (set, key) per grouping: the bucket (a quantile row's: ``""``, histograms are not
-    split by bucket), then each segment column's level."""
-    first = F.when(F.col(_Q) < 0, F.col(BUCKET).cast("string")).otherwise(F.lit(""))
-    return F.explode(F.array(F.struct(F.lit(0).alias("s"), first.alias("k")),
-                             *[F.struct(F.lit(j + 1).alias("s"), F.col(f"__seg{j}").alias("k"))
-                               for j in range(n_segments)]))
+    """The (set, key) pairs a partial row adds to: a bucket moment row (``__bucket`` >= 0)
+    to the bucket's; a level moment row to each segment column's level; a histogram row
+    to ``(0, "")`` (histograms are not split by bucket) and to each segment column's level."""
+    bucket_row = (F.col(_Q) < 0) & (F.col(BUCKET) >= 0)
+    first = F.struct(F.lit(0).alias("s"), F.when(bucket_row, F.col(BUCKET).cast("string")).otherwise(F.lit("")).alias("k"))
+    levels = [F.struct(F.lit(j + 1).alias("s"), F.col(f"__seg{j}").alias("k")) for j in range(n_segments)]
+    if not levels:
+        return F.explode(F.array(first))
+    return F.explode(F.when(bucket_row, F.array(first)).when(F.col(_Q) < 0, F.array(*levels))
+                     .otherwise(F.array(first, *levels)))
 
 
 def sums_and_histograms(units: DataFrame, names: tuple[str, ...], quantile_columns: tuple[str, ...],
                         n_segments: int) -> DataFrame:
-    """Steps 2 and 3 as one query of two aggregations. Each unit becomes one moment row
-    (``__q`` = -1: n, rows and sums) and one row per quantile column (``__q`` = i: its rounded
-    value); the first aggregation sums them per (arm, bucket, every segment level, ``__q``,
-    value) — a quantile row's bucket is -1 — and the second rolls those partial sums up to
-    each grouping set (the bucket, then each segment column's level), so the explosion into
-    sets happens on the partial sums, not on the units."""
+    """Steps 2 and 3 as one query of two aggregations. Each unit becomes a bucket moment row
+    (``__q`` = -1, its bucket, no levels: n, rows and sums), a level moment row when there
+    are segments (``__q`` = -1, bucket -1, its levels) and one row per quantile column
+    (``__q`` = i, bucket -1, its levels and rounded value); the first aggregation sums them
+    per (arm, bucket, every segment level, ``__q``, value) and the second rolls those partial
+    sums up to each grouping set (:func:`_sets`)."""
     segs = [f"__seg{j}" for j in range(n_segments)]
-    parts = F.explode(F.array(F.struct(F.lit(-1).alias("i"), F.lit(0.0).alias("v")),
-                              *[F.struct(F.lit(i).alias("i"), rounded(q(f"sum({c})")).alias("v"))
-                                for i, c in enumerate(quantile_columns)]))
-    rows = units.select(_ARM, BUCKET, *segs, _ROWS, *[q(n) for n in names], parts.alias("h")).select(
-        _ARM, F.when(F.col("h.i") < 0, F.col(BUCKET)).otherwise(F.lit(-1)).alias(BUCKET), *segs,
+    blank = [F.lit(None).cast("string").alias(g) for g in segs]
+
+    def row(i: int, bucket: Column, levels: list[Column], value: Column) -> Column:
+        return F.struct(F.lit(i).alias("i"), bucket.alias("b"), *levels, value.alias("v"))
+
+    mine = [F.col(g).alias(g) for g in segs]
+    parts = [row(-1, F.col(BUCKET), blank, F.lit(0.0))]
+    parts += [row(-1, F.lit(-1), mine, F.lit(0.0))] if n_segments else []
+    parts += [row(i, F.lit(-1), mine, rounded(q(f"sum({c})"))) for i, c in enumerate(quantile_columns)]
+    rows = units.select(_ARM, _ROWS, *[q(n) for n in names], F.explode(F.array(*parts)).alias("h")).select(
+        _ARM, F.col("h.b").alias(BUCKET), *[F.col(f"h.{g}").alias(g) for g in segs],
         F.col("h.i").alias(_Q), F.col("h.v").alias(_VALUE), _ROWS, *[q(n) for n in names])
     moment = F.col(_Q) < 0
     pairs = [(i, j) for i in range(len(names)) for j in range(i, len(names))]

@@ -79,10 +79,11 @@ bootstrap: {{replicates: 50, seed: 3}}
 """
 
 
-def run(spark, tmp_path, df: pd.DataFrame, name: str, mt: str = "holm"):
+def run(spark, tmp_path, df: pd.DataFrame, name: str, mt: str = "holm", segments: bool = True):
     path = tmp_path / f"{name}.parquet"
     df.to_parquet(path)
-    spec = parse_spec(SPEC.format(path=path, mt=mt))
+    text = SPEC.format(path=path, mt=mt)
+    spec = parse_spec(text if segments else text.replace("segments: [browser, country]\n", ""))
     return estimate_study(spark, spec)
 
 
@@ -202,6 +203,22 @@ def test_several_rows_per_unit_read_out_as_the_units_themselves(spark, result, u
                 if isinstance(v, float):
                     assert rb[f] == pytest.approx(v, rel=1e-9, abs=1e-12), (kind, ra["metric"], ra["segment"], f)
     assert once.rows == len(units) < result.rows
+
+
+def test_without_segments_the_whole_experiment_reads_out_the_same(spark, result, units, tmp_path):
+    alone = run(spark, tmp_path, exposures(units), "no_segments", segments=False)
+    assert alone.experiment["segments"] == ["all"]
+    for kind, readout in alone.experiment["readouts"].items():
+        mine = {(r["metric"], r["arm"]): r for r in readout["rows"]}
+        theirs = [r for r in result.experiment["readouts"][kind]["rows"] if r["segment"] == "all"]
+        assert len(theirs) == len(mine) == 8
+        for r in theirs:
+            for f, v in r.items():
+                if isinstance(v, float):
+                    assert mine[r["metric"], r["arm"]][f] == pytest.approx(v, rel=1e-12, abs=1e-15), (kind, f)
+    boot = lambda res: {(e.metric, e.contrast): e.diagnostics["bootstrap_se"] for e in res.estimates  # noqa: E731
+                        if e.segment == "all" and "bootstrap_se" in e.diagnostics}
+    assert len(boot(alone)) == 6 and boot(alone) == pytest.approx(boot(result), rel=1e-12)
 
 
 def test_the_planted_srm_is_flagged_in_its_segment_only(result):
