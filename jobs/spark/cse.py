@@ -63,13 +63,32 @@ def plan(exprs: Sequence[Expr]) -> tuple[list[list[tuple[str, Expr]]], list[Expr
     return levels, [_rewrite(e, names) for e in exprs]
 
 
-def eliminate(frame: DataFrame, exprs: Sequence[Expr],
-              compile_expr: Callable[[Expr], Column]) -> tuple[DataFrame, list[Column]]:
-    """Project repeated subtrees of ``exprs`` as ``__cse<i>`` columns (one ``withColumns``
-    per level of :func:`plan`); return the frame and the compiled expressions using them."""
+def eliminate(frame: DataFrame, exprs: Sequence[Expr], compile_expr: Callable[[Expr], Column],
+              compile_text: Callable[[Expr], str | None] | None = None, *,
+              text: bool = False) -> tuple[DataFrame, list[Column] | list[str]]:
+    """Project repeated subtrees of ``exprs`` as ``__cse<i>`` columns; return the frame and
+    the compiled expressions using them.
+
+    When ``compile_text`` gives the SQL text of every subtree, all levels of :func:`plan`
+    are one ``selectExpr``: a later level names the columns of earlier ones as lateral
+    column aliases, which Spark's analyzer resolves into one projection per level, as
+    before, in one JVM call and one analysis instead of one ``withColumns`` per level.
+    Otherwise (a subtree that needs Column objects, or a name the frame already has),
+    one ``withColumns`` per level. With ``text`` the expressions come back as SQL text when
+    they all have one (for a caller that writes its aggregation as one ``selectExpr``),
+    else as Columns."""
     levels, rewritten = plan(exprs)
-    for batch in levels:
-        frame = frame.withColumns({name: compile_expr(sub) for name, sub in batch})
+    subs = [pair for batch in levels for pair in batch]
+    texts = [compile_text(sub) for _, sub in subs] if compile_text and subs else []
+    if texts and None not in texts and not {name for name, _ in subs} & set(frame.columns):
+        frame = frame.selectExpr("*", *[f"{t} AS {name}" for (name, _), t in zip(subs, texts)])
+    else:
+        for batch in levels:
+            frame = frame.withColumns({name: compile_expr(sub) for name, sub in batch})
+    if text and compile_text is not None:
+        out = [compile_text(e) for e in rewritten]
+        if None not in out:
+            return frame, out
     return frame, [compile_expr(e) for e in rewritten]
 
 

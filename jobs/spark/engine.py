@@ -191,8 +191,9 @@ class SparkMomentEngine:
         key = self._key()
         return F.array(*[compile_expr(e, key) for e in exprs])
 
-    def _projected(self, exprs: Sequence[Expr]) -> tuple[DataFrame, list[Column]]:
-        """The frame with repeated subexpressions projected once, and the compiled moments."""
+    def _projected(self, exprs: Sequence[Expr], text: bool = False) -> tuple[DataFrame, list[Column] | list[str]]:
+        """The frame with repeated subexpressions projected once, and the compiled moments
+        (with ``text``: their SQL text when every one has one)."""
         from jobs.spark.cse import eliminate
 
         key: list[Column] = []  # the row key is built only if a RowPoisson draw needs it
@@ -202,7 +203,8 @@ class SparkMomentEngine:
                 key.append(self._key())
             return compile_expr(e, key[0] if key else None)
 
-        return eliminate(self._frame, exprs, compile_one)
+        return eliminate(self._frame, exprs, compile_one,
+                         lambda e: None if has_row_poisson(e) else compile_sql(e), text=text)
 
     def _group(self, key: Expr | None, levels: int) -> Column:
         """The aggregation group: the bucket, or ``bucket * levels + key``."""
@@ -321,10 +323,14 @@ class SparkMomentEngine:
         m, k = len(exprs), len(extremes)
         if m == 0 and k == 0:
             return np.zeros(0), np.zeros(0), np.zeros(0)
-        frame, cols = self._projected([*exprs, *extremes])
-        aggs = [] if self.exact else [F.sum(c) for c in cols[:m]]
-        aggs += [F.min(c) for c in cols[m:]] + [F.max(c) for c in cols[m:]]
-        row = collect_one(frame.agg(*aggs), "totals") if aggs else ()
+        frame, cols = self._projected([*exprs, *extremes], text=not self.exact)
+        if cols and isinstance(cols[0], str):  # one selectExpr: one JVM call for every aggregate
+            row = collect_one(frame.selectExpr(*[f"sum({c})" for c in cols[:m]], *[f"min({c})" for c in cols[m:]],
+                                               *[f"max({c})" for c in cols[m:]]), "totals")
+        else:
+            aggs = [] if self.exact else [F.sum(c) for c in cols[:m]]
+            aggs += [F.min(c) for c in cols[m:]] + [F.max(c) for c in cols[m:]]
+            row = collect_one(frame.agg(*aggs), "totals") if aggs else ()
         as_float = lambda v, empty: empty if v is None else float(v)  # noqa: E731 (no rows: null)
         if self.exact:
             long = frame.select(F.lit(0).alias(_GROUP), F.posexplode(F.array(*cols[:m])).alias(_POS, _VAL))
