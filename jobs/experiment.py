@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -211,60 +212,62 @@ def experiment_sums(spark: SparkSession, spec: StudySpec, metrics: tuple[Metric,
     units = unit_frame(raw, spec, variables, quantile_columns, k)
     table = collect_arrow(sums_and_histograms(units, names, quantile_columns, len(spec.segments)), MAX_COLLECTED,
                           "experiment sums per arm, bucket and segment level")
-    return arrange(table.to_pydict(), spec, names, quantile_columns, k)
+    arrays = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
+    return arrange(arrays, spec, names, quantile_columns, k)
 
 
 def arrange(cols: dict, spec: StudySpec, names: tuple[str, ...], quantile_columns: tuple[str, ...],
             n_buckets: int) -> ExperimentSums:
-    """The collected rows (column name → list) as :class:`ExperimentSums`."""
+    """The collected rows (column name → array or list; a histogram row's sums are null) as
+    :class:`ExperimentSums`."""
     p = len(names)
-    qi, arm, sets, key = (np.asarray(cols[c], dtype=object) for c in (_Q, _ARM, _SET, _KEY))
+    qi, sets = (np.asarray(cols[c], dtype=np.int64) for c in (_Q, _SET))
+    arm, key = (np.asarray(cols[c], dtype=object) for c in (_ARM, _KEY))
     n = np.asarray(cols[_N], dtype=float)
-    sums = np.column_stack([np.asarray(cols[f"s{i}"], dtype=object) for i in range(p)]) if p else np.zeros((len(n), 0))
-    cross = np.zeros((len(n), p, p), dtype=object)
+    sums = np.column_stack([np.asarray(cols[f"s{i}"], dtype=float) for i in range(p)]) if p else np.zeros((len(n), 0))
+    cross = np.zeros((len(n), p, p))
     for i in range(p):
         for j in range(i, p):
-            cross[:, i, j] = cross[:, j, i] = np.asarray(cols[f"c{i}_{j}"], dtype=object)
+            cross[:, i, j] = cross[:, j, i] = np.asarray(cols[f"c{i}_{j}"], dtype=float)
+    rows_read = np.asarray(cols[_ROWS], dtype=float)  # row counts: exact in a double below 2**53
     out = ExperimentSums(names=names, buckets={})
     moments = qi < 0
     for a in spec.experiment.arms:
         rows = np.flatnonzero(moments & (arm == a) & (sets == 0))
-        b = np.asarray([int(x) for x in key[rows]], dtype=int)
+        b = key[rows].astype(np.int64)
         nb, sb, cb = np.zeros(n_buckets), np.zeros((n_buckets, p)), np.zeros((n_buckets, p, p))
-        nb[b], sb[b], cb[b] = n[rows], sums[rows].astype(float), cross[rows].astype(float)
+        nb[b], sb[b], cb[b] = n[rows], sums[rows], cross[rows]
         out.buckets[a] = ArmSums(names, nb, sb, cb)
     overall = moments & (sets == 0)
-    rows_read = np.asarray(cols[_ROWS], dtype=object)
-    out.rows = int(sum(rows_read[overall]))
+    out.rows = int(rows_read[overall].sum())
     for pseudo, why in EXCLUDED.items():
         mine = overall & (arm == pseudo)
         out.excluded_units[why] = int(n[mine].sum())
-        out.excluded_rows[why] = int(sum(rows_read[mine]))
+        out.excluded_rows[why] = int(rows_read[mine].sum())
     for j, column in enumerate(spec.segments):
         rows = np.flatnonzero(moments & (sets == j + 1) & np.isin(arm, list(spec.experiment.arms)))
         for r in rows:
-            out.levels.setdefault(column, {}).setdefault(key[r], {})[arm[r]] = ArmSums(
-                names, n[r], sums[r].astype(float), cross[r].astype(float))
+            out.levels.setdefault(column, {}).setdefault(key[r], {})[arm[r]] = ArmSums(names, n[r], sums[r], cross[r])
     if quantile_columns:
-        _histograms(out, cols, qi, arm, sets, key, spec, quantile_columns)
+        _histograms(out, np.asarray(cols[_VALUE], dtype=float), n, qi, arm, sets, key, spec, quantile_columns)
     return out
 
 
-def _histograms(out: ExperimentSums, cols: dict, qi, arm, sets, key, spec: StudySpec,
+def _histograms(out: ExperimentSums, value: np.ndarray, n: np.ndarray, qi, arm, sets, key, spec: StudySpec,
                 quantile_columns: tuple[str, ...]) -> None:
     """``out.histograms[(set text, arm, column)]`` from the ``__q`` >= 0 rows; the set text
-    is ``all`` or ``column=level``."""
-    value, n = (np.asarray(cols[c], dtype=object) for c in (_VALUE, _N))
+    is ``all`` or ``column=level``. The rows are numbered by group and sorted once by group,
+    then value."""
     rows = np.flatnonzero((qi >= 0) & np.isin(arm, list(spec.experiment.arms)))
-    groups: dict[tuple[str, str, str], list[int]] = {}
-    for r in rows:
-        s = int(sets[r])
-        where = "all" if s == 0 else f"{spec.segments[s - 1]}={key[r]}"
-        groups.setdefault((where, arm[r], quantile_columns[int(qi[r])]), []).append(r)
-    for g, idx in groups.items():
-        order = sorted(idx, key=lambda r: float(value[r]))
-        out.histograms[g] = ValueCounts(np.array([float(value[r]) for r in order]),
-                                        np.array([float(n[r]) for r in order]))
+    if not len(rows):
+        return
+    groups = pd.DataFrame({"s": sets[rows], "k": key[rows], "a": arm[rows], "q": qi[rows]}).groupby(
+        ["s", "k", "a", "q"], sort=False).ngroup().to_numpy()
+    order = rows[np.lexsort((value[rows], groups))]
+    for idx in np.split(order, np.flatnonzero(np.diff(np.sort(groups))) + 1):
+        r = idx[0]
+        where = "all" if sets[r] == 0 else f"{spec.segments[sets[r] - 1]}={key[r]}"
+        out.histograms[where, arm[r], quantile_columns[int(qi[r])]] = ValueCounts(value[idx], n[idx])
 
 
 def check_proportions(sums: ExperimentSums, metrics: tuple[Metric, ...]) -> None:
