@@ -124,6 +124,7 @@ def _server_settings(path: Path, doc: dict | None, remote: str | None) -> Connec
 
 
 DEBUGGING = "spark.python.sql.dataFrameDebugging.enabled"
+LATERAL_ALIASES = "spark.sql.lateralColumnAlias.enableImplicitResolution"
 
 
 def session_conf(profile: SparkProfile, log_config: Path | None = None) -> dict[str, str]:
@@ -144,7 +145,10 @@ def session_conf(profile: SparkProfile, log_config: Path | None = None) -> dict[
             # DataFrame function a study calls, to quote the call site in Spark's analysis
             # errors; whybatch names what is wrong itself. Off, a 1M-row OLS study takes
             # about 0.35 s less. A profile may turn it back on.
-            DEBUGGING: "false"}
+            DEBUGGING: "false",
+            # The moment passes name earlier projected columns in the same selectExpr
+            # (jobs.spark.cse): on whatever a cluster's spark-defaults.conf says.
+            LATERAL_ALIASES: "true"}
     if profile.hive:
         conf["spark.sql.catalogImplementation"] = "hive"
         conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby:;databaseName={metastore};create=true"

@@ -21,7 +21,7 @@ import yaml
 from causal_core.moments import col, exp, log, sigmoid
 from jobs.spark.engine import SparkMomentEngine, with_buckets
 from jobs.spark.server import is_server_process, pid_alive, port_answers, read_pid
-from jobs.spark.session import DEBUGGING, load_profile, session_conf
+from jobs.spark.session import DEBUGGING, LATERAL_ALIASES, load_profile, session_conf
 
 pytestmark = pytest.mark.spark
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,11 +224,12 @@ def test_a_study_through_whybatch_run_on_connect_equals_the_classic_session(spar
     assert len(study_numbers(remote)[1]) == 3  # placebo for ols, data subsets for both
 
 
-def test_sessions_leave_pyspark_call_site_capture_off_unless_a_profile_turns_it_on(tmp_path):
+def test_sessions_turn_call_site_capture_off_and_lateral_aliases_on_unless_a_profile_says_otherwise(tmp_path):
     from dataclasses import replace
 
     profile = replace(load_profile("local"), warehouse_dir=str(tmp_path / "w"), metastore_dir=str(tmp_path / "m"))
     assert session_conf(profile)[DEBUGGING] == "false"
+    assert session_conf(profile)[LATERAL_ALIASES] == "true"
     on = replace(profile, conf=(*profile.conf, (DEBUGGING, "true")))
     assert session_conf(on)[DEBUGGING] == "true"
 
