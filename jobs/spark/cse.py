@@ -71,8 +71,8 @@ def eliminate(frame: DataFrame, exprs: Sequence[Expr], compile_expr: Callable[[E
 
     When ``compile_text`` gives the SQL text of every subtree, all levels of :func:`plan`
     are one ``selectExpr``: a later level names the columns of earlier ones as lateral
-    column aliases, which Spark's analyzer resolves into one projection per level, as
-    before, in one JVM call and one analysis instead of one ``withColumns`` per level.
+    column aliases, which Spark's analyzer resolves into one projection per level: one JVM
+    call and one analysis, where a ``withColumns`` per level takes one of each per level.
     Otherwise (a subtree that needs Column objects, or a name the frame already has),
     one ``withColumns`` per level. With ``text`` the expressions come back as SQL text when
     they all have one (for a caller that writes its aggregation as one ``selectExpr``),
