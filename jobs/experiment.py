@@ -177,7 +177,7 @@ def sums_and_histograms(units: DataFrame, names: tuple[str, ...], quantile_colum
     def row(i: int, bucket: Column, levels: list[Column], value: Column) -> Column:
         return F.struct(F.lit(i).alias("i"), bucket.alias("b"), *levels, value.alias("v"))
 
-    mine = [F.col(g).alias(g) for g in segs]
+    mine = [F.col(g) for g in segs]
     parts = [row(-1, F.col(BUCKET), blank, F.lit(0.0))]
     parts += [row(-1, F.lit(-1), mine, F.lit(0.0))] if n_segments else []
     parts += [row(i, F.lit(-1), mine, rounded(q(f"sum({c})"))) for i, c in enumerate(quantile_columns)]
@@ -218,8 +218,8 @@ def experiment_sums(spark: SparkSession, spec: StudySpec, metrics: tuple[Metric,
 
 def arrange(cols: dict, spec: StudySpec, names: tuple[str, ...], quantile_columns: tuple[str, ...],
             n_buckets: int) -> ExperimentSums:
-    """The collected rows (column name → array or list; a histogram row's sums are null) as
-    :class:`ExperimentSums`."""
+    """The collected rows (column name → numpy array; a histogram row's sums are null, NaN
+    here) as :class:`ExperimentSums`."""
     p = len(names)
     qi, sets = (np.asarray(cols[c], dtype=np.int64) for c in (_Q, _SET))
     arm, key = (np.asarray(cols[c], dtype=object) for c in (_ARM, _KEY))
@@ -263,8 +263,8 @@ def _histograms(out: ExperimentSums, value: np.ndarray, n: np.ndarray, qi, arm, 
         return
     groups = pd.DataFrame({"s": sets[rows], "k": key[rows], "a": arm[rows], "q": qi[rows]}).groupby(
         ["s", "k", "a", "q"], sort=False).ngroup().to_numpy()
-    order = rows[np.lexsort((value[rows], groups))]
-    for idx in np.split(order, np.flatnonzero(np.diff(np.sort(groups))) + 1):
+    by = np.lexsort((value[rows], groups))
+    for idx in np.split(rows[by], np.flatnonzero(np.diff(groups[by])) + 1):
         r = idx[0]
         where = "all" if sets[r] == 0 else f"{spec.segments[sets[r] - 1]}={key[r]}"
         out.histograms[where, arm[r], quantile_columns[int(qi[r])]] = ValueCounts(value[idx], n[idx])
